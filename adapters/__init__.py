@@ -1,0 +1,1 @@
+"""wpk adapters: how steps act on the world (core, shell, HTTP API, Kubernetes)."""

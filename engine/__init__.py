@@ -1,0 +1,1 @@
+"""wpk's engine: load, validate, compile and run runbook packages."""
