@@ -1,0 +1,103 @@
+"""The `wpk` command line.
+
+Each subcommand is a small function from parsed arguments to an exit code. Exit codes follow
+DESIGN §8: 0 success, 1 invalid / failed, 2 usage error or a package/parameters that cannot run,
+130 interrupted. Errors are one line each on stderr, never a traceback. Heavy modules (trio,
+adapters) are imported only by the subcommands that need them, so `wpk validate` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def version() -> str:
+    try:
+        return metadata.version("wpk")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wpk", description="Validate, dry-run, run and roll back runbook packages.")
+    parser.add_argument("--version", action="version", version=f"wpk {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check runbook packages against the schema and the semantic rules")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="file, package folder, or folder to search")
+    p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
+    p.add_argument("--max-bytes", type=int, default=1024 * 1024, help="largest file accepted (default 1 MiB)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print where the WPK JSON Schema is and its $id")
+    p.set_defaults(func=cmd_schema)
+
+    from . import cli_run
+
+    cli_run.add_subcommands(sub)
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .diagnostics import error
+    from .report import render
+    from .validate import ValidationResult, discover, validate_path
+
+    results = []
+    for path, problem in discover(args.paths):
+        if problem is not None:
+            results.append(ValidationResult(str(path), None, [error(str(path), 0, 0, "no-input", problem)]))
+            continue
+        results.append(validate_path(path, max_bytes=args.max_bytes))
+    output = render(results, args.format, version=version())
+    if output:
+        print(output)
+    return EXIT_OK if all(r.valid for r in results) else EXIT_INVALID
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from wpk import schemas
+
+    print(f"path: {schemas.schema_path()}")
+    print(f"$id:  {schemas.runbook_schema()['$id']}")
+    print(f"adapters: {schemas.schema_dir() / 'adapters'}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        print("wpk: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # last line of defence: one line, never a traceback at a user
+        print(f"wpk: internal error: {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
+        return 70
+    return code
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,202 @@
+"""JSON Schema validation that points at the line.
+
+The runbook schema and the adapter schemas are ours; parameter schemas come from runbook
+authors. Both are validated with a validator that can never reach outside the document (an
+empty `referencing.Registry`, so no `$ref` resolves to a file or URL) and whose `pattern`
+keyword runs on the `regex` engine under a time bound, so a catastrophic pattern reports an
+error instead of hanging the validator (SECURITY.md, "Loader and validator").
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jsonschema
+import regex
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry
+
+PATTERN_TIMEOUT_SECONDS = 0.25
+
+
+class PatternTimeout(Exception):
+    """A user-supplied `pattern` took too long on some input: it backtracks catastrophically."""
+
+
+@functools.lru_cache(maxsize=512)
+def compile_pattern(pattern: str) -> regex.Pattern[str]:
+    """Compile with the `regex` engine (raises `regex.error` on bad syntax)."""
+    return regex.compile(pattern)
+
+
+def pattern_search(pattern: str, text: str) -> bool:
+    try:
+        return compile_pattern(pattern).search(text, timeout=PATTERN_TIMEOUT_SECONDS) is not None
+    except TimeoutError as exc:
+        raise PatternTimeout(pattern) from exc
+
+
+def _pattern_keyword(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        matched = pattern_search(pattern, instance)
+    except regex.error as exc:
+        yield ValidationError(f"invalid pattern {pattern!r}: {exc}")
+        return
+    except PatternTimeout:
+        yield ValidationError(
+            f"pattern {pattern!r} took over {PATTERN_TIMEOUT_SECONDS}s to match "
+            "(it backtracks catastrophically); simplify it"
+        )
+        return
+    if not matched:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+
+SafeValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, validators={"pattern": _pattern_keyword}
+)
+"""Draft 2020-12 with a time-bounded `pattern`; used for every schema wpk evaluates."""
+
+_EMPTY_REGISTRY: Registry[Any] = Registry()
+
+
+def make_validator(schema: Mapping[str, Any], *, formats: bool = True) -> Any:
+    """A validator that resolves nothing outside `schema` itself."""
+    return SafeValidator(
+        schema,
+        registry=_EMPTY_REGISTRY,
+        format_checker=_FORMAT_CHECKER if formats else None,
+    )
+
+
+def iter_leaf_errors(validator: Any, instance: Any) -> Iterator[ValidationError]:
+    """Errors, descending into anyOf/oneOf to the alternative that got furthest.
+
+    jsonschema reports a failed `oneOf` as one error about the whole object; a user wants
+    the one field that is wrong, so we follow `best_match` into the error's context.
+    """
+    for error in validator.iter_errors(instance):
+        yield from _leaves(error)
+
+
+def _leaves(error: ValidationError) -> Iterator[ValidationError]:
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # Prefer the branch whose schema matched the instance's type and went deepest.
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None and len(best.absolute_path) >= len(error.absolute_path):
+            if best.validator == "type" and len(best.absolute_path) == len(error.absolute_path):
+                yield error
+                return
+            yield from _leaves(best)
+            return
+    yield error
+
+
+def describe_path(path: tuple[str | int, ...] | list[str | int]) -> str:
+    """`("spec", "steps", 2, "with")` -> `spec.steps[2].with`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """` (did you mean 'needs'?)` or ``."""
+    names = [c for c in choices if isinstance(c, str)]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def friendly_message(error: ValidationError, where: str) -> tuple[str, str | None]:
+    """A one-line message for a schema error, and the unknown key it concerns, if any.
+
+    The message names what is wrong in the author's terms (fields, lists, mappings) rather
+    than jsonschema's; `where` is a short description of the enclosing object.
+    """
+    keyword = error.validator
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if keyword == "additionalProperties" and isinstance(instance, Mapping):
+        allowed = set(schema.get("properties", {}))
+        extras = [k for k in instance if k not in allowed]
+        pattern_props = schema.get("patternProperties", {})
+        extras = [k for k in extras if not any(regex.search(p, k) for p in pattern_props)]
+        if extras:
+            key = extras[0]
+            hint = did_you_mean(key, allowed)
+            if key.startswith("$"):
+                return f"{key!r} is not allowed in {where}: schemas are self-contained", key
+            return f"unknown field {key!r} in {where}{hint}", key
+    if keyword == "required" and isinstance(instance, Mapping):
+        missing = [k for k in value if k not in instance]
+        if missing:
+            return f"missing required field {missing[0]!r} in {where}", None
+    if keyword == "type":
+        expected = value if isinstance(value, str) else " or ".join(value)
+        expected = expected.replace("object", "mapping").replace("array", "list")
+        return f"{where}: expected {expected}, got {_type_name(instance)}", None
+    if keyword == "enum":
+        hint = did_you_mean(instance, value) if isinstance(instance, str) else ""
+        choices = ", ".join(repr(v) for v in value)
+        return f"{where}: {instance!r} is not one of {choices}{hint}", None
+    if keyword == "const":
+        return f"{where}: must be {value!r}, got {instance!r}", None
+    if keyword == "pattern":
+        hint = schema.get("description", "")
+        if error.message.startswith(("pattern ", "invalid pattern")):
+            return f"{where}: {error.message}", None
+        return f"{where}: {instance!r} does not match {value!r}" + (f" ({hint})" if hint else ""), None
+    if keyword == "minItems" and isinstance(instance, list) and not instance:
+        return f"{where}: must not be empty", None
+    if keyword in ("oneOf", "anyOf"):
+        return f"{where}: {_type_name(instance)} value is not valid here", None
+    if keyword == "not":
+        return f"{where}: this combination is not allowed", None
+    if keyword == "propertyNames":
+        return f"{where}: invalid name: {error.message}", None
+    if keyword == "uniqueItems":
+        return f"{where}: items must be unique", None
+    if keyword == "maxProperties" and isinstance(value, int) and value == 1:
+        return f"{where}: give only one of {', '.join(sorted(str(k) for k in instance))}", None
+    return f"{where}: {error.message}", None
+
+
+def check_param_schema(schema: Mapping[str, Any]) -> str | None:
+    """Is a runbook's parameter schema itself a valid 2020-12 schema? Returns the problem."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        return exc.message
+    return None
