@@ -1,0 +1,302 @@
+"""`wpk run`, `wpk dry-run`, `wpk graph` and `wpk init`: the subcommands that compile and execute.
+
+Everything that can be refused is refused before the first step starts (exit 2): an invalid
+package, a bad parameter (one line per problem), a secret that resolves to nothing. Progress is
+printed from the event stream, so what a terminal shows is exactly what the store records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?")
+
+
+def add_subcommands(sub: Any) -> None:
+    for name, dry in (("run", False), ("dry-run", True)):
+        p = sub.add_parser(
+            name, help="dry-run a package: reads execute, writes are simulated" if dry else "run a package"
+        )
+        p.add_argument("package", help="package folder or runbook file")
+        p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+        p.add_argument("--params-file", help="YAML or JSON mapping of parameters")
+        p.add_argument("--format", choices=("text", "json"), default="text")
+        p.add_argument(
+            "--store",
+            default="sqlite:",
+            help="event store: sqlite: (default file under ~/.local/state/wpk), "
+            "sqlite:///path.db, or memory:",
+        )
+        p.add_argument("--config", help="agent configuration (YAML): adapter settings")
+        if not dry:
+            p.add_argument("--no-rollback", action="store_true", help="do not roll back on failure")
+        p.set_defaults(func=cmd_run, dry_run=dry)
+
+    p = sub.add_parser("graph", help="print the step DAG")
+    p.add_argument("package")
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("init", help="scaffold a new runbook package")
+    p.add_argument("name", help="package name (a DNS label) or path ending in it")
+    p.set_defaults(func=cmd_init)
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load_workflow(package: str) -> Any:
+    """Validate and compile, printing diagnostics; None when the package cannot run."""
+    from .model import compile_workflow
+    from .validate import package_file, validate_path
+
+    path = package_file(package)
+    result = validate_path(path)
+    for diagnostic in result.diagnostics:
+        if diagnostic.is_error:
+            _err(str(diagnostic))
+    if not result.valid or result.doc is None:
+        return None
+    return compile_workflow(result.doc)
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    from .loader import load_file
+
+    data = load_file(path).data
+    return data.get("adapters", {}) if isinstance(data, dict) else {}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .loader import LoadError
+    from .params import ParamError, load_params_file, parse_assignments, resolve_params
+    from .secrets import MissingSecrets, resolve_secrets
+    from .store import UnknownStore, open_store
+
+    workflow = load_workflow(args.package)
+    if workflow is None:
+        return EXIT_USAGE
+    try:
+        given: dict[str, Any] = load_params_file(args.params_file) if args.params_file else {}
+        given.update(parse_assignments(args.param, workflow.params))
+        params = resolve_params(workflow.params, given)
+        secrets = resolve_secrets(workflow.secrets)
+        store = open_store(args.store)
+        adapter_config = _load_config(args.config)
+    except ParamError as exc:
+        for problem in exc.problems:
+            _err(f"{args.package}: {problem}")
+        return EXIT_USAGE
+    except MissingSecrets as exc:
+        for name in exc.names:
+            _err(
+                f"{args.package}: secret {name!r} is not set "
+                f"(WPK_SECRET_{name.upper()} or $WPK_SECRETS_DIR/{name})"
+            )
+        return EXIT_USAGE
+    except (LoadError, UnknownStore) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    import trio
+
+    from .runner import Runner, RunOptions
+
+    progress = Progress(sys.stderr, workflow, enabled=args.format == "text" or sys.stderr.isatty())
+    options = RunOptions(
+        dry_run=args.dry_run,
+        rollback=not getattr(args, "no_rollback", False),
+        adapter_config=adapter_config,
+        on_event=progress.on_event,
+    )
+    runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
+    interrupted = False
+
+    async def main() -> None:
+        nonlocal interrupted
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                nonlocal interrupted
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        if interrupted:
+                            continue
+                        interrupted = True
+                        _err("wpk: interrupted: cancelling running steps (rollback policy applies)")
+                        runner.cancel()
+
+            nursery.start_soon(watch_signals)
+            await runner.run()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    state = runner.state
+    if args.dry_run:
+        from .plan import build_plan, render_plan_text
+
+        plan = build_plan(workflow, state)
+        if args.format == "json":
+            record = state.as_dict()
+            record["plan"] = plan
+            print(json.dumps(record, indent=2, default=str))
+        else:
+            print(render_plan_text(plan))
+    elif args.format == "json":
+        print(json.dumps(state.as_dict(), indent=2, default=str))
+    else:
+        progress.summary(state)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if str(state.status) == "completed" else EXIT_FAILED
+
+
+def safe_line(text: str) -> str:
+    """Escape terminal control sequences in text that came from a step (SECURITY.md)."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
+class Progress:
+    """Prints what happens, one plain line per event (no cursor tricks, so logs stay readable)."""
+
+    def __init__(self, out: TextIO, workflow: Any, *, enabled: bool) -> None:
+        self.out = out
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.tty = out.isatty()
+        self.workflow = workflow
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            elapsed = time.monotonic() - self.started
+            print(f"{elapsed:7.2f}s {safe_line(text)}", file=self.out, flush=True)
+
+    def on_event(self, event: Any) -> None:
+        from .events import EventType as E
+
+        t, d, step = event.type, event.data, event.step
+        item = f"[{event.item}]" if event.item is not None else ""
+        if t is E.EXECUTION_CREATED:
+            mode = "dry-run" if d.get("dry_run") else "run"
+            self.line(f"{mode} {d['workflow_id']} (execution {d['execution_id']})")
+        elif t is E.STEP_STARTED:
+            self.line(f"> {step} started")
+        elif t is E.ATTEMPT_FAILED:
+            retry = f", retrying in {d['retry_in']:.2f}s" if "retry_in" in d else ""
+            self.line(f"! {step}{item} attempt {d.get('attempt')} failed: {d.get('error')}{retry}")
+        elif t is E.LOG:
+            self.line(f"  {step}{item} {d.get('stream')}: {d.get('line')}")
+        elif t is E.STEP_COMPLETED:
+            self.line(f"+ {step} completed")
+        elif t is E.STEP_PLANNED:
+            self.line(f"~ {step} simulated: {(d.get('plan') or {}).get('summary', '')}")
+        elif t is E.STEP_SKIPPED:
+            self.line(f"- {step} skipped: {d.get('reason')}")
+        elif t is E.STEP_FAILED:
+            self.line(f"x {step} failed: {d.get('error')}")
+        elif t is E.STEP_CANCELLED:
+            self.line(f"x {step} cancelled")
+        elif t is E.ROLLBACK_STARTED:
+            self.line(f"rolling back {len(d.get('plan', []))} step(s)")
+        elif t is E.COMPENSATION_COMPLETED and event.item is None:
+            self.line(f"< {step} compensated")
+        elif t is E.COMPENSATION_FAILED and event.item is None:
+            self.line(f"x {step} compensation failed: {d.get('error')}")
+        elif t is E.ROLLBACK_FINISHED:
+            self.line(f"rollback finished: {d.get('status')}")
+
+    def summary(self, state: Any) -> None:
+        counts: dict[str, int] = {}
+        for record in state.steps.values():
+            counts[str(record.status)] = counts.get(str(record.status), 0) + 1
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        print(f"execution {state.execution_id}: {state.status} ({detail})")
+        if state.error:
+            print(f"error: {safe_line(state.error)}")
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    workflow = load_workflow(args.package)
+    if workflow is None:
+        return EXIT_USAGE
+    print(render_graph(workflow, args.format))
+    return EXIT_OK
+
+
+def render_graph(workflow: Any, fmt: str) -> str:
+    if fmt == "dot":
+        lines = [f'digraph "{workflow.workflow_id}" {{', "  rankdir=LR;"]
+        for step in workflow.steps:
+            lines.append(f'  "{step.id}" [label="{step.id}\\n{step.call.uses}"];')
+            lines.extend(f'  "{need}" -> "{step.id}";' for need in step.needs)
+        for step in workflow.finally_steps:
+            lines.append(f'  "{step.id}" [label="{step.id}\\n{step.call.uses}\\n(finally)", style=dashed];')
+        lines.append("}")
+        return "\n".join(lines)
+    lines = ["flowchart LR"]
+    for step in workflow.steps:
+        lines.append(f'  {step.id}["{step.id}<br/>{step.call.uses}"]')
+        lines.extend(f"  {need} --> {step.id}" for need in step.needs)
+    for step in workflow.finally_steps:
+        lines.append(f'  {step.id}(["{step.id}<br/>{step.call.uses} (finally)"])')
+    return "\n".join(lines)
+
+
+_TEMPLATE = """\
+# yaml-language-server: $schema=https://wpk.dev/schemas/v1/wpk.schema.json
+apiVersion: wpk/v1
+kind: Runbook
+metadata:
+  name: {name}
+  version: 0.1.0
+  description: Describe what this runbook is for
+spec:
+  params:
+    target:
+      type: string
+      description: What to act on
+      default: world
+      pattern: "^[a-z0-9-]+$"
+  steps:
+    - id: check
+      uses: shell.run
+      dry_run: execute
+      with:
+        argv: ["echo", "checking {{{{ params.target }}}}"]
+      outputs:
+        said: "{{{{ result.stdout | trim }}}}"
+    - id: act
+      needs: [check]
+      uses: core.echo
+      with:
+        message: "{{{{ steps.check.outputs.said }}}}"
+"""
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.name)
+    name = target.name
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
+        _err(f"wpk init: {name!r} is not a valid package name (lower-case letters, digits and '-')")
+        return EXIT_USAGE
+    if target.exists() and any(target.iterdir()):
+        _err(f"wpk init: {target} exists and is not empty")
+        return EXIT_USAGE
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "wpk.yaml").write_text(_TEMPLATE.format(name=name), encoding="utf-8")
+    (target / "README.md").write_text(f"# {name}\n\nWhat this runbook is for.\n", encoding="utf-8")
+    print(f"created {target / 'wpk.yaml'}; try: wpk dry-run {target}")
+    return EXIT_OK
+
+
+__all__ = ["add_subcommands"]

@@ -1,0 +1,146 @@
+"""The conductor: which step runs next, and what rollback must undo. No I/O.
+
+Like orquesta's conductor, this decides and the host acts: the trio runner reports each step
+that finishes and carries out the commands returned. Bookkeeping is incremental (a count of
+unfinished needs per step), so a 10,000-step chain costs O(1) per step, and replaying an event
+log through the same methods rebuilds the same decisions after a crash.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from wpk.adapters import registry
+from wpk.adapters.base import Inverse
+
+from .model import RollbackMode, Step, Workflow
+from .state import ExecutionState, StepStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StartStep:
+    step_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SkipStep:
+    step_id: str
+    reason: str
+
+
+Command = StartStep | SkipStep
+
+
+@dataclass(slots=True)
+class Conductor:
+    workflow: Workflow
+    waiting: dict[str, int] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)  # step -> why it must be skipped
+    finished: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.waiting = {s.id: len(s.needs) for s in self.workflow.steps}
+
+    @property
+    def done(self) -> bool:
+        return self.finished == len(self.workflow.steps)
+
+    def initial(self) -> list[Command]:
+        return [StartStep(s.id) for s in self.workflow.steps if not s.needs]
+
+    def on_finished(self, step_id: str, status: StepStatus, *, reason: str | None = None) -> list[Command]:
+        """A main step reached a final status; return the steps this unblocks."""
+        self.finished += 1
+        step = self.workflow.step(step_id)
+        blocking: str | None = None
+        if status is StepStatus.FAILED and not step.continue_on_error:
+            self.failures.append(step_id)
+            blocking = f"upstream step {step_id!r} failed"
+        elif status is StepStatus.CANCELLED:
+            blocking = f"upstream step {step_id!r} was cancelled"
+        elif status is StepStatus.SKIPPED and step_id in self.blocked:
+            blocking = self.blocked[step_id]
+        commands: list[Command] = []
+        for successor in self.workflow.successors.get(step_id, ()):
+            if blocking and successor not in self.blocked:
+                self.blocked[successor] = blocking
+            self.waiting[successor] -= 1
+            if self.waiting[successor] == 0:
+                why = self.blocked.get(successor)
+                commands.append(SkipStep(successor, why) if why else StartStep(successor))
+        return commands
+
+    def pending(self, state: ExecutionState) -> list[str]:
+        """Main steps that never started (after a cancel or timeout)."""
+        return [s.id for s in self.workflow.steps if state.step(s.id).status is StepStatus.PENDING]
+
+
+class CompensationKind(enum.StrEnum):
+    BODY = "body"  # the step's explicit `rollback:` body
+    INVERSE = "inverse"  # the adapter's automatic inverse
+    IMPOSSIBLE = "impossible"  # a write with no inverse and no body: reported, not hidden
+
+
+@dataclass(frozen=True, slots=True)
+class Compensation:
+    step_id: str
+    kind: CompensationKind
+    items: tuple[int, ...] = ()  # for_each items to undo, last completed first
+
+    def describe(self, step: Step) -> str:
+        if self.kind is CompensationKind.BODY and step.rollback_body is not None:
+            return f"run {step.rollback_body.uses}"
+        if self.kind is CompensationKind.INVERSE:
+            return f"undo {step.call.uses} (automatic inverse)"
+        return f"cannot undo {step.call.uses}: no automatic inverse and no `rollback:` body"
+
+
+def _needs_compensation(step: Step, read_only: bool) -> CompensationKind | None:
+    if step.rollback_mode is RollbackMode.NONE:
+        return None
+    if step.rollback_mode is RollbackMode.BODY:
+        return CompensationKind.BODY
+    info = registry.action_info(step.call.uses)
+    if read_only or info is None or info.inverse is Inverse.NOT_NEEDED:
+        return None
+    return CompensationKind.INVERSE if info.inverse is Inverse.AUTO else CompensationKind.IMPOSSIBLE
+
+
+def compensation_plan(
+    workflow: Workflow, state: ExecutionState, *, statuses: Iterable[StepStatus] = (StepStatus.COMPLETED,)
+) -> list[Compensation]:
+    """Completed main steps to undo, in reverse completion order.
+
+    A dependant always completes after the steps it needs, so reverse completion order never
+    undoes a step before one that depends on it. Steps already compensated are left out, which
+    makes a second rollback of the same execution a no-op. A failed `for_each` step still has
+    its completed items undone: those changes happened.
+    """
+    wanted = set(statuses)
+    candidates = []
+    for step in workflow.steps:
+        record = state.steps.get(step.id)
+        if record is None or record.completed_seq is None:
+            continue
+        items: tuple[int, ...] = ()
+        if record.items is not None:
+            items = tuple(
+                sorted(
+                    (i for i, it in record.items.items() if it.status is StepStatus.COMPLETED), reverse=True
+                )
+            )
+            if record.status is StepStatus.FAILED and items:
+                pass
+            elif record.status not in wanted:
+                continue
+        elif record.status not in wanted:
+            continue
+        kind = _needs_compensation(step, record.read_only)
+        if kind is None:
+            continue
+        candidates.append((record.completed_seq, Compensation(step.id, kind, items)))
+    candidates.sort(key=lambda pair: pair[0], reverse=True)
+    return [c for _, c in candidates]

@@ -1,0 +1,255 @@
+"""The compiled, immutable model of a runbook: what the runner executes.
+
+A validated `SourceDoc` is compiled once into frozen dataclasses. After this point there is no
+YAML, no schema and no raw dict walking: durations are seconds, retries are a policy object,
+templates are pre-parsed, the DAG (topological order, predecessors, successors) is computed.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .expressions import compile_template, is_template
+from .loader import SourceDoc
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_ROLLBACK_TIMEOUT = 600.0
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`500ms`, `30s`, `5m`, `2h` or an integer number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * _UNITS[unit]
+    if text.isdigit():
+        return float(text)
+    raise ValueError(f"not a duration: {value!r}")
+
+
+class StepKind(enum.StrEnum):
+    MAIN = "main"
+    FINALLY = "finally"
+    ROLLBACK = "rollback"
+
+
+class RollbackMode(enum.StrEnum):
+    AUTO = "auto"  # the adapter's inverse, where it has one
+    NONE = "none"  # deliberately nothing
+    BODY = "body"  # an explicit `rollback: {uses, with}`
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    attempts: int = 1  # total attempts; 1 = no retry
+    backoff: float = 1.0
+    factor: float = 2.0
+    max_backoff: float = 30.0
+
+    def delay(self, failed_attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter, capped (AWS architecture blog's recipe)."""
+        ceiling = min(self.max_backoff, self.backoff * self.factor ** max(failed_attempt - 1, 0))
+        return rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionCall:
+    uses: str
+    inputs: Mapping[str, Any]  # still holding templates; rendered per attempt
+    timeout: float | None = None
+    retries: RetryPolicy | None = None
+
+    @property
+    def adapter(self) -> str:
+        return self.uses.partition(".")[0]
+
+    @property
+    def action(self) -> str:
+        return self.uses.partition(".")[2]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    id: str
+    kind: StepKind
+    call: ActionCall
+    needs: tuple[str, ...] = ()
+    when: Any = None  # None (always), a bool, or a whole-template string
+    for_each: Any = None  # None, a list, or a whole-template string
+    concurrency: int | None = None
+    timeout: float | None = None
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    continue_on_error: bool = False
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    rollback_mode: RollbackMode = RollbackMode.AUTO
+    rollback_body: ActionCall | None = None
+    dry_run: str | None = None  # "simulate" | "execute" | None (by the action's read-only flag)
+    idempotent: bool = False
+    description: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workflow:
+    name: str
+    version: str
+    description: str
+    params: Mapping[str, Mapping[str, Any]]
+    secrets: tuple[str, ...]
+    priority: int
+    placement: Mapping[str, str]
+    concurrency: int
+    timeout: float | None
+    steps: tuple[Step, ...]
+    finally_steps: tuple[Step, ...]
+    rollback_enabled: bool
+    rollback_steps: tuple[Step, ...]
+    rollback_timeout: float
+    order: tuple[str, ...]  # a topological order of the main steps
+    successors: Mapping[str, tuple[str, ...]]
+    by_id: Mapping[str, Step]
+    source: str = ""
+
+    @property
+    def workflow_id(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def step(self, step_id: str) -> Step:
+        return self.by_id[step_id]
+
+
+def _retry_policy(raw: Any, base: RetryPolicy) -> RetryPolicy:
+    if not isinstance(raw, Mapping):
+        return base
+    return RetryPolicy(
+        attempts=int(raw.get("attempts", base.attempts)),
+        backoff=parse_duration(raw.get("backoff", base.backoff)),
+        factor=float(raw.get("factor", base.factor)),
+        max_backoff=parse_duration(raw.get("max_backoff", base.max_backoff)),
+    )
+
+
+def _precompile(value: Any) -> None:
+    """Parse every template once now, so a run never meets a syntax error."""
+    if isinstance(value, str):
+        if is_template(value):
+            compile_template(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _precompile(item)
+    elif isinstance(value, list):
+        for item in value:
+            _precompile(item)
+
+
+def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str, Any], line: int) -> Step:
+    base_retries = _retry_policy(defaults.get("retries"), RetryPolicy())
+    default_timeout = defaults.get("timeout")
+    rollback = raw.get("rollback", "auto")
+    body: ActionCall | None = None
+    if isinstance(rollback, Mapping):
+        mode = RollbackMode.BODY
+        body = ActionCall(
+            uses=str(rollback["uses"]),
+            inputs=dict(rollback.get("with", {})),
+            timeout=parse_duration(rollback["timeout"]) if "timeout" in rollback else None,
+            retries=_retry_policy(rollback.get("retries"), RetryPolicy()) if "retries" in rollback else None,
+        )
+        _precompile(body.inputs)
+    else:
+        mode = RollbackMode(rollback)
+    timeout = raw.get("timeout", default_timeout)
+    step = Step(
+        id=str(raw["id"]),
+        kind=kind,
+        call=ActionCall(uses=str(raw["uses"]), inputs=dict(raw.get("with", {}))),
+        needs=tuple(raw.get("needs", ())),
+        when=raw.get("when"),
+        for_each=raw.get("for_each"),
+        concurrency=raw.get("concurrency"),
+        timeout=parse_duration(timeout) if timeout is not None else None,
+        retries=_retry_policy(raw.get("retries"), base_retries),
+        continue_on_error=bool(raw.get("continue_on_error", defaults.get("continue_on_error", False))),
+        outputs=dict(raw.get("outputs", {})),
+        rollback_mode=mode,
+        rollback_body=body,
+        dry_run=raw.get("dry_run"),
+        idempotent=bool(raw.get("idempotent", False)),
+        description=str(raw.get("description", "")),
+        line=line,
+    )
+    for value in (step.call.inputs, step.when, step.for_each, step.outputs):
+        _precompile(value)
+    return step
+
+
+def topological_order(steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """Kahn's algorithm, stable in document order."""
+    pending = {s.id: len(s.needs) for s in steps}
+    successors: dict[str, list[str]] = {s.id: [] for s in steps}
+    for s in steps:
+        for need in s.needs:
+            successors[need].append(s.id)
+    ready = [s.id for s in steps if not s.needs]
+    order: list[str] = []
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for nxt in successors[current]:
+            pending[nxt] -= 1
+            if pending[nxt] == 0:
+                ready.append(nxt)
+    if len(order) != len(steps):
+        raise ValueError("dependency cycle")  # the validator reports cycles before this
+    return tuple(order)
+
+
+def compile_workflow(doc: SourceDoc) -> Workflow:
+    """Compile a document that `validate_document` found free of errors."""
+    data = doc.data
+    meta = data["metadata"]
+    spec = data["spec"]
+    defaults = spec.get("defaults", {})
+
+    def build(items: list[Mapping[str, Any]], kind: StepKind, key: tuple[str, ...]) -> tuple[Step, ...]:
+        return tuple(
+            _compile_step(raw, kind, defaults, doc.mark((*key, i)).line) for i, raw in enumerate(items)
+        )
+
+    steps = build(spec["steps"], StepKind.MAIN, ("spec", "steps"))
+    rollback = spec.get("rollback", {})
+    finally_steps = build(spec.get("finally", []), StepKind.FINALLY, ("spec", "finally"))
+    rollback_steps = build(rollback.get("steps", []), StepKind.ROLLBACK, ("spec", "rollback", "steps"))
+    successors: dict[str, list[str]] = {s.id: [] for s in steps}
+    for s in steps:
+        for need in s.needs:
+            successors[need].append(s.id)
+    return Workflow(
+        name=str(meta["name"]),
+        version=str(meta["version"]),
+        description=str(meta.get("description", "")),
+        params={k: dict(v) for k, v in spec.get("params", {}).items()},
+        secrets=tuple(spec.get("secrets", ())),
+        priority=int(spec.get("priority", 50)),
+        placement=dict(spec.get("placement", {}).get("labels", {})),
+        concurrency=int(spec.get("concurrency", DEFAULT_CONCURRENCY)),
+        timeout=parse_duration(spec["timeout"]) if "timeout" in spec else None,
+        steps=steps,
+        finally_steps=finally_steps,
+        rollback_enabled=bool(rollback.get("enabled", True)),
+        rollback_steps=rollback_steps,
+        rollback_timeout=parse_duration(rollback.get("timeout", DEFAULT_ROLLBACK_TIMEOUT)),
+        order=topological_order(steps),
+        successors={k: tuple(v) for k, v in successors.items()},
+        by_id={s.id: s for s in (*steps, *finally_steps, *rollback_steps)},
+        source=doc.path,
+    )
