@@ -242,7 +242,7 @@ class ApiAdapter:
                 url=str(url),
                 status=response.status_code,
                 reason=response.reason_phrase,
-                headers={name.lower(): value for name, value in response.headers.items()},
+                headers=api_inputs.response_headers(response.headers.items()),
                 body=body,
                 charset=response.charset_encoding,
             )

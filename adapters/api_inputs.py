@@ -225,6 +225,15 @@ def is_sensitive(name: str) -> bool:
     return lowered in _SENSITIVE_HEADERS or any(word in lowered for word in _SENSITIVE_WORDS)
 
 
+def response_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Response headers for the step result: lower-cased, credentials (`set-cookie`) masked.
+
+    A result is stored in the execution's events; a session cookie there would be a credential
+    at rest, and no runbook needs its value to decide anything.
+    """
+    return {name.lower(): ("***" if name.lower() in _SENSITIVE_HEADERS else value) for name, value in headers}
+
+
 def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {name: REDACTED if is_sensitive(name) else value for name, value in headers}
 

@@ -59,14 +59,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import ValidationResult, discover, validate_path
 
     results = []
+    bad_paths = False  # a path that names nothing is a usage error (exit 2), not an invalid runbook
     for path, problem in discover(args.paths):
         if problem is not None:
+            bad_paths = True
             results.append(ValidationResult(str(path), None, [error(str(path), 0, 0, "no-input", problem)]))
             continue
         results.append(validate_path(path, max_bytes=args.max_bytes))
     output = render(results, args.format, version=version())
     if output:
         print(output)
+    if bad_paths:
+        return EXIT_USAGE
     return EXIT_OK if all(r.valid for r in results) else EXIT_INVALID
 
 

@@ -106,7 +106,11 @@ def _needs_compensation(step: Step, read_only: bool) -> CompensationKind | None:
     info = registry.action_info(step.call.uses)
     if read_only or info is None or info.inverse is Inverse.NOT_NEEDED:
         return None
-    return CompensationKind.INVERSE if info.inverse is Inverse.AUTO else CompensationKind.IMPOSSIBLE
+    if info.inverse is Inverse.AUTO:
+        return CompensationKind.INVERSE
+    # `dry_run: execute` declares the step harmless enough to run during a dry-run: a read in
+    # all but name, so there is nothing to undo (the validator reads it the same way).
+    return None if step.dry_run == "execute" else CompensationKind.IMPOSSIBLE
 
 
 def compensation_plan(

@@ -28,10 +28,12 @@ from .events import Event, EventType
 from .expressions import RenderError, render_value
 from .model import ActionCall, RetryPolicy, Step, StepKind, Workflow
 from .schema import describe_path, friendly_message, iter_leaf_errors, make_validator
-from .secrets import Redactor
+from .secrets import Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
 from .store.base import EventStore
 
+_RESULT_EVENTS = frozenset({EventType.STEP_COMPLETED, EventType.ITEM_COMPLETED, EventType.STEP_PLANNED,
+                            EventType.STEP_FAILED})
 SHELL_QUOTED_FIELDS: Mapping[str, tuple[str, ...]] = {"shell.run": ("command",)}
 FINALLY_TIMEOUT = 600.0
 
@@ -152,6 +154,8 @@ class Runner:
     # -- events ------------------------------------------------------------------------------
     def emit(self, type_: EventType, step: str | None = None, item: int | None = None, /, **data: Any) -> Event:
         self.seq += 1
+        if type_ in _RESULT_EVENTS:
+            data = mask_secret_objects(data)
         if self.redactor:
             data = self.redactor.redact(data)
         event = Event(self.seq, type_, time.time(), step, item, data)

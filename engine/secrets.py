@@ -44,6 +44,26 @@ def resolve_secrets(names: Iterable[str], environ: Mapping[str, str] | None = No
     return found
 
 
+def mask_secret_objects(value: Any) -> Any:
+    """Mask the values of Kubernetes Secret objects (`data`, `stringData`) in a JSON tree.
+
+    Results and undo records of `k8s.*` steps can hold whole Secrets (a `k8s.get`, or the
+    previous object an `apply` must restore). They are not wpk secrets, so the Redactor does not
+    know their values; masking them by shape keeps them out of the event log. Compensation in the
+    same process uses the unmasked copy the runner holds in memory.
+    """
+    if isinstance(value, list):
+        return [mask_secret_objects(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    masked = {k: mask_secret_objects(v) for k, v in value.items()}
+    if masked.get("kind") == "Secret" and str(masked.get("apiVersion", "v1")) == "v1":
+        for key in ("data", "stringData"):
+            if isinstance(masked.get(key), dict):
+                masked[key] = {name: MASK for name in masked[key]}
+    return masked
+
+
 class Redactor:
     """Replaces every secret value (longest first) by `***` in any JSON-like tree."""
 

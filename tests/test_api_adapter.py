@@ -316,6 +316,13 @@ async def test_get_returns_status_headers_json_and_text(nursery: trio.Nursery, c
     )
 
 
+async def test_response_cookies_are_masked_in_the_result(nursery: trio.Nursery, ctx: Ctx) -> None:
+    server = await start_server(nursery, json_handler({"ok": True}, Set_Cookie="session=abc123; HttpOnly"))
+    result = await call({"url": server.url("/login")}, ctx)
+    assert result["headers"]["set-cookie"] == "***"
+    assert "abc123" not in json.dumps(result)
+
+
 async def test_query_is_added_to_the_urls_own(nursery: trio.Nursery, ctx: Ctx) -> None:
     server = await start_server(nursery, json_handler({}))
     await call({"url": server.url("/p?a=1"), "query": {"b": "2"}}, ctx)

@@ -59,9 +59,9 @@ def test_usage_error_exits_2() -> None:
     assert "invalid choice" in proc.stderr
 
 
-def test_missing_path_is_invalid(tmp_path: Path) -> None:
+def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     proc = wpk("validate", str(tmp_path / "nope.yaml"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "no such file or folder" in proc.stdout
 
 

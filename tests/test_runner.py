@@ -460,3 +460,21 @@ def test_registry_api_adapter_is_validated_like_builtin() -> None:
         "t.yaml",
     )
     assert [d.message for d in found.errors] == ["unknown action 'rec.wirte' (did you mean 'rec.write'?)"]
+
+
+async def test_kubernetes_secret_values_never_reach_the_event_log() -> None:
+    wf = workflow("""
+        steps:
+          - id: a
+            uses: core.echo
+            with:
+              message:
+                apiVersion: v1
+                kind: Secret
+                metadata: {name: db}
+                data: {password: aHVudGVyMg==}
+    """)
+    runner, store = await run(wf)
+    dump = json.dumps([e.as_dict() for e in await store.events(runner.execution_id)])
+    assert "aHVudGVyMg==" not in dump
+    assert '"password": "***"' in dump
