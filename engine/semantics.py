@@ -21,7 +21,7 @@ import regex
 
 from wpk.adapters import registry
 from wpk.adapters.base import Inverse
-from wpk.adapters.shell import forbidden_env_key
+from wpk.adapters.envpolicy import forbidden_env_key
 
 from .diagnostics import Diagnostic, error, warning
 from .expressions import SCOPE_NAMES, CompiledTemplate, ExpressionError, compile_template, is_template
@@ -49,6 +49,27 @@ _SAMPLES: dict[str, Any] = {"string": "x", "integer": 0, "number": 0.5, "boolean
 SiteKind = Literal["step", "finally", "rollback_step", "rollback_body"]
 
 
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """The steps a site may reference, as a bitset over step positions.
+
+    Ancestor sets of a long chain are O(N^2) as Python sets (10,000 steps took 5 GB); as
+    integers shared through one index they are a few kilobytes each.
+    """
+
+    index: Mapping[str, int]
+    bits: int = 0
+
+    def __contains__(self, step_id: object) -> bool:
+        position = self.index.get(step_id) if isinstance(step_id, str) else None
+        return position is not None and bool((self.bits >> position) & 1)
+
+    def with_step(self, step_id: str | None) -> Visibility:
+        if step_id is None or step_id not in self.index:
+            return self
+        return Visibility(self.index, self.bits | (1 << self.index[step_id]))
+
+
 @dataclass(slots=True)
 class StepSite:
     """A step-like body somewhere in the document, with what its templates may see."""
@@ -57,7 +78,7 @@ class StepSite:
     kind: SiteKind
     body: Mapping[str, Any]
     step_id: str | None
-    visible_steps: frozenset[str] = frozenset()
+    visible_steps: Visibility
     has_items: bool = False
 
 
@@ -196,47 +217,27 @@ class Checker:
             self.outputs_of[step_id] = set(outputs) if isinstance(outputs, Mapping) else set()
         main_ids = {b["id"] for _, b in main if isinstance(b.get("id"), str)}
         graph = self.check_needs(main, main_ids, set(seen))
-        ancestors = _ancestors(graph)
+        index = {step_id: i for i, step_id in enumerate(seen)}
+        ancestors = _ancestor_bits(graph, index)
+        nothing = Visibility(index)
         sites: list[StepSite] = []
         for path, body in main:
             step_id = body.get("id") if isinstance(body.get("id"), str) else None
-            visible = frozenset(ancestors.get(step_id, set())) if step_id else frozenset()
+            visible = Visibility(index, ancestors.get(step_id, 0)) if step_id else nothing
             sites.append(StepSite(path, "step", body, step_id, visible, "for_each" in body))
             if isinstance(body.get("rollback"), Mapping):
-                own = visible | ({step_id} if step_id else set())
                 sites.append(
-                    StepSite(
-                        path + ("rollback",),
-                        "rollback_body",
-                        body["rollback"],
-                        step_id,
-                        frozenset(own),
-                        "for_each" in body,
-                    )
-                )
-        earlier: set[str] = set()
-        for path, body in finally_:
-            sites.append(
-                StepSite(
-                    path, "finally", body, body.get("id"), frozenset(main_ids | earlier), "for_each" in body
-                )
-            )
-            if isinstance(body.get("id"), str):
-                earlier.add(body["id"])
-        earlier = set()
-        for path, body in rollback_steps:
-            sites.append(
-                StepSite(
-                    path,
-                    "rollback_step",
-                    body,
-                    body.get("id"),
-                    frozenset(main_ids | earlier),
-                    "for_each" in body,
-                )
-            )
-            if isinstance(body.get("id"), str):
-                earlier.add(body["id"])
+                    StepSite(path + ("rollback",), "rollback_body", body["rollback"], step_id,
+                             visible.with_step(step_id), "for_each" in body)
+                )  # fmt: skip
+        all_main = Visibility(index, sum(1 << index[s] for s in main_ids))
+        for later in (finally_, rollback_steps):
+            kind: SiteKind = "finally" if later is finally_ else "rollback_step"
+            visible = all_main  # and every earlier step of the same list: they run in order
+            for path, body in later:
+                step_id = body.get("id") if isinstance(body.get("id"), str) else None
+                sites.append(StepSite(path, kind, body, step_id, visible, "for_each" in body))
+                visible = visible.with_step(step_id)
         return sites
 
     def check_needs(
@@ -435,6 +436,10 @@ class Checker:
             if hit is not None:
                 if err.validator != "type" or hit.kind == "unknown":
                     continue
+                if hit.kind == "typed" and _schema_type(err.validator_value) == "string" and (
+                    hit.declared in ("integer", "number")
+                ):
+                    continue  # numbers are rendered as text where a string is expected
                 if hit.kind == "typed":
                     self.error(
                         with_path + rel,
@@ -525,21 +530,29 @@ def _step_list(value: Any, path: PathT) -> list[tuple[PathT, Mapping[str, Any]]]
     return [(path + (i,), body) for i, body in enumerate(value) if isinstance(body, Mapping)]
 
 
-def _ancestors(graph: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
-    """Transitive `needs` of every step (cycles tolerated: they are reported elsewhere)."""
-    result: dict[str, set[str]] = {}
-    for start in graph:
-        seen: set[str] = set()
-        stack = list(graph[start])
+def _ancestor_bits(graph: Mapping[str, Sequence[str]], index: Mapping[str, int]) -> dict[str, int]:
+    """Transitive `needs` of every step as a bitset (cycles tolerated: reported elsewhere)."""
+    memo: dict[str, int] = {}
+    for root in graph:
+        if root in memo:
+            continue
+        stack: list[tuple[str, bool]] = [(root, False)]
+        open_nodes: set[str] = set()
         while stack:
-            node = stack.pop()
-            if node in seen:
+            node, expanded = stack.pop()
+            if expanded:
+                bits = 0
+                for need in graph.get(node, ()):
+                    bits |= memo.get(need, 0) | (1 << index[need])
+                memo[node] = bits
+                open_nodes.discard(node)
                 continue
-            seen.add(node)
-            stack.extend(graph.get(node, ()))
-        seen.discard(start)
-        result[start] = seen
-    return result
+            if node in memo or node in open_nodes:
+                continue
+            open_nodes.add(node)
+            stack.append((node, True))
+            stack.extend((need, False) for need in graph.get(node, ()) if need not in memo)
+    return memo
 
 
 def _cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
