@@ -67,6 +67,7 @@ class ActionCall:
     inputs: Mapping[str, Any]  # still holding templates; rendered per attempt
     timeout: float | None = None
     retries: RetryPolicy | None = None
+    templated: bool = True  # False: inputs are literal, already checked at validation
 
     @property
     def adapter(self) -> str:
@@ -138,6 +139,16 @@ def _retry_policy(raw: Any, base: RetryPolicy) -> RetryPolicy:
     )
 
 
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, Mapping):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
+
+
 def _precompile(value: Any) -> None:
     """Parse every template once now, so a run never meets a syntax error."""
     if isinstance(value, str):
@@ -161,6 +172,7 @@ def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str,
         body = ActionCall(
             uses=str(rollback["uses"]),
             inputs=dict(rollback.get("with", {})),
+            templated=_has_template(rollback.get("with", {})),
             timeout=parse_duration(rollback["timeout"]) if "timeout" in rollback else None,
             retries=_retry_policy(rollback.get("retries"), RetryPolicy()) if "retries" in rollback else None,
         )
@@ -171,7 +183,11 @@ def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str,
     step = Step(
         id=str(raw["id"]),
         kind=kind,
-        call=ActionCall(uses=str(raw["uses"]), inputs=dict(raw.get("with", {}))),
+        call=ActionCall(
+            uses=str(raw["uses"]),
+            inputs=dict(raw.get("with", {})),
+            templated=_has_template(raw.get("with", {})),
+        ),
         needs=tuple(raw.get("needs", ())),
         when=raw.get("when"),
         for_each=raw.get("for_each"),

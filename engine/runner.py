@@ -32,8 +32,9 @@ from .secrets import Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
 from .store.base import EventStore
 
-_RESULT_EVENTS = frozenset({EventType.STEP_COMPLETED, EventType.ITEM_COMPLETED, EventType.STEP_PLANNED,
-                            EventType.STEP_FAILED})
+_RESULT_EVENTS = frozenset(
+    {EventType.STEP_COMPLETED, EventType.ITEM_COMPLETED, EventType.STEP_PLANNED, EventType.STEP_FAILED}
+)
 SHELL_QUOTED_FIELDS: Mapping[str, tuple[str, ...]] = {"shell.run": ("command",)}
 FINALLY_TIMEOUT = 600.0
 
@@ -110,6 +111,23 @@ def _check_inputs(uses: str, inputs: Any) -> None:
         raise InputError(friendly_message(err, where)[0])
 
 
+def as_text_where_expected(value: Any, schema: Mapping[str, Any]) -> Any:
+    """A number rendered into a field (or list/map of fields) declared `string` becomes text.
+
+    `argv: ["sleep", "{{ params.seconds }}"]` renders the integer 5; the action wants "5".
+    Booleans are left alone: "True" is rarely what an author meant, so they still fail.
+    """
+    kind = schema.get("type")
+    if kind == "string" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if kind == "array" and isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [as_text_where_expected(v, schema["items"]) for v in value]
+    extra = schema.get("additionalProperties")
+    if kind == "object" and isinstance(value, dict) and isinstance(extra, Mapping):
+        return {k: as_text_where_expected(v, extra) for k, v in value.items()}
+    return value
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
@@ -152,7 +170,9 @@ class Runner:
         self._nursery: trio.Nursery | None = None
 
     # -- events ------------------------------------------------------------------------------
-    def emit(self, type_: EventType, step: str | None = None, item: int | None = None, /, **data: Any) -> Event:
+    def emit(
+        self, type_: EventType, step: str | None = None, item: int | None = None, /, **data: Any
+    ) -> Event:
         self.seq += 1
         if type_ in _RESULT_EVENTS:
             data = mask_secret_objects(data)
@@ -487,8 +507,11 @@ class Runner:
         if info is None:
             raise StepFailure(f"unknown action {call.uses!r}", retryable=False, reason="invalid_input")
         try:
-            inputs = self.render_inputs(call, scope)
-            _check_inputs(call.uses, inputs)
+            if call.templated:
+                inputs = self.render_inputs(call, scope, info)
+                _check_inputs(call.uses, inputs)
+            else:
+                inputs = call.inputs  # checked when the runbook was validated
         except RenderError as exc:
             raise StepFailure(f"inputs: {exc.message}", retryable=False, reason="render") from None
         except InputError as exc:
@@ -508,14 +531,20 @@ class Runner:
         )
         try:
             adapter = self.adapters.get(call.adapter)
-            if not simulate:
+            if not simulate and not read_only:
                 await self.store.flush()  # the ledger records the attempt before its side effect
-            async with self.limiter:
+            try:
+                self.limiter.acquire_nowait()  # no extra trip through the scheduler when free
+            except trio.WouldBlock:
+                await self.limiter.acquire()
+            try:
                 with trio.fail_after(timeout) if timeout else nullcontext():
                     if simulate:
                         plan = await adapter.plan(call.action, inputs, ctx)
                     else:
                         outcome = await adapter.apply(call.action, inputs, ctx)
+            finally:
+                self.limiter.release()
         except trio.TooSlowError:
             raise StepFailure(f"timed out after {timeout:g}s", retryable=True, reason="timeout") from None
         except AdapterError as exc:
@@ -545,11 +574,14 @@ class Runner:
             read_only=read_only,
         )
 
-    def render_inputs(self, call: ActionCall, scope: Mapping[str, Any]) -> Any:
+    def render_inputs(self, call: ActionCall, scope: Mapping[str, Any], info: ActionInfo) -> Any:
         quoted = SHELL_QUOTED_FIELDS.get(call.uses, ())
+        properties = info.input_schema.get("properties", {})
         rendered = {}
         for name, value in call.inputs.items():
-            rendered[name] = render_value(value, scope, shell=name in quoted)
+            rendered[name] = as_text_where_expected(
+                render_value(value, scope, shell=name in quoted), properties.get(name, {})
+            )
         return rendered
 
     def _outputs(self, step: Step, result: Any, scope: Mapping[str, Any], *, simulated: bool) -> Any:

@@ -44,6 +44,16 @@ def resolve_secrets(names: Iterable[str], environ: Mapping[str, str] | None = No
     return found
 
 
+def _holds_secret_object(value: Any) -> bool:
+    if isinstance(value, dict):
+        if value.get("kind") == "Secret":
+            return True
+        return any(isinstance(v, dict | list) and _holds_secret_object(v) for v in value.values())
+    if isinstance(value, list):
+        return any(isinstance(v, dict | list) and _holds_secret_object(v) for v in value)
+    return False
+
+
 def mask_secret_objects(value: Any) -> Any:
     """Mask the values of Kubernetes Secret objects (`data`, `stringData`) in a JSON tree.
 
@@ -52,6 +62,8 @@ def mask_secret_objects(value: Any) -> Any:
     know their values; masking them by shape keeps them out of the event log. Compensation in the
     same process uses the unmasked copy the runner holds in memory.
     """
+    if not _holds_secret_object(value):
+        return value  # the common case: no copy at all
     if isinstance(value, list):
         return [mask_secret_objects(v) for v in value]
     if not isinstance(value, dict):
