@@ -1,6 +1,9 @@
-"""The public API of wpk.engine is explicit (trio's rule): each name exported once, all importable."""
+"""The public API of wpk.engine is explicit (trio's rule): each name listed once, all importable."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import wpk.engine
 
@@ -12,7 +15,32 @@ def test_all_names_exist_and_are_unique() -> None:
         assert getattr(wpk.engine, name) is not None
 
 
-def test_every_public_attribute_is_in_all() -> None:
-    public = {n for n in vars(wpk.engine) if not n.startswith("_")}
+def test_public_names_are_exactly_all() -> None:
+    public = {n for n in dir(wpk.engine) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(wpk.engine, n)).__name__ == "module"}
-    assert public - modules == set(wpk.engine.__all__)
+    assert public - modules - {"annotations", "importlib", "TYPE_CHECKING", "Any"} == set(wpk.engine.__all__)
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    try:
+        _ = wpk.engine.nothing_here  # type: ignore[attr-defined]
+    except AttributeError as exc:
+        assert "nothing_here" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_validate_command_does_not_import_trio_or_clients() -> None:
+    code = (
+        "import sys\n"
+        "from wpk.engine.cli import main\n"
+        "main(['validate', '--format', 'json', sys.argv[1]])\n"
+        "print(sorted(m for m in ('trio', 'httpx', 'kubernetes') if m in sys.modules))\n"
+    )
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "hello"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(example)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
