@@ -1,0 +1,16 @@
+"""A wire-level Kubernetes API double for tests (see docs/testing-kubernetes.md).
+
+from k8s_double import K8sDouble
+
+with K8sDouble(token="test-token", converge_delay=0.2) as k8s:
+    k8s.url, k8s.token, k8s.api_client(), k8s.write_kubeconfig(path)
+    k8s.create(manifest); k8s.get("Deployment", "web"); k8s.list("Pod", "default")
+    k8s.requests; k8s.writes(); k8s.add_pod_log("web-0", "line\\n")
+    k8s.fail_rollouts("web"); k8s.set_pod_unready("web-abc-0"); k8s.wait_converged()
+"""
+
+from .double import K8sDouble as K8sDouble
+from .errors import ApiError as ApiError
+from .server import RecordedRequest as RecordedRequest
+
+__all__ = ["ApiError", "K8sDouble", "RecordedRequest"]
