@@ -38,12 +38,13 @@ def test_yaml_punctuation_soup(text: str) -> None:
     _check(validate_text(text, "fuzz.yaml"))
 
 
+TRICKY = ["{{ params.x }}", "{{ steps.a.outputs }}", "{{ ''.__class__ }}", "{% if %}", "5m", "core.noop"]
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-    | st.sampled_from(["{{ params.x }}", "{{ steps.a.outputs }}", "{{ ''.__class__ }}", "{% if %}", "5m", "core.noop"]),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    scalars | st.sampled_from(TRICKY),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
-)  # fmt: skip
+)
 
 
 @SETTINGS
