@@ -30,6 +30,7 @@ import json
 import math
 import re
 import shlex
+import warnings
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -300,7 +301,8 @@ def _check_repeat(seq: Any, times: Any) -> None:
         return
     if times > MAX_ARITHMETIC_SIZE:
         raise _too_large(f"repeating a {type(seq).__name__} {times} times (limit {MAX_ARITHMETIC_SIZE})")
-    size = len(seq) if isinstance(seq, str | bytes) else _size(seq, MAX_ARITHMETIC_SIZE)
+    # A string counts its characters; a list its items plus their sizes (not its own overhead).
+    size = len(seq) if isinstance(seq, str | bytes) else _size(seq, MAX_ARITHMETIC_SIZE) - 1
     if size * times > MAX_ARITHMETIC_SIZE:
         raise _too_large(f"{type(seq).__name__} of size {size * times} (limit {MAX_ARITHMETIC_SIZE})")
 
@@ -1169,7 +1171,7 @@ def _check_attribute(filter_name: str, arg: nodes.Expr) -> None:
         return
     if not isinstance(arg, nodes.Const) or not isinstance(arg.value, str):
         raise ExpressionError(
-            f"the attribute argument of `{filter_name}` must be a constant string", _offset(arg)
+            f"the attribute argument of `{filter_name}` must be a constant string", _start(arg)
         )
     for part in re.split(r"[.,]", arg.value):
         _check_key(part.strip(), _offset(arg))
@@ -1178,7 +1180,7 @@ def _check_attribute(filter_name: str, arg: nodes.Expr) -> None:
 def _check_test_name(filter_name: str, arg: nodes.Expr) -> None:
     if not isinstance(arg, nodes.Const) or not isinstance(arg.value, str):
         raise ExpressionError(
-            f"the test argument of `{filter_name}` must be a constant test name", _offset(arg)
+            f"the test argument of `{filter_name}` must be a constant test name", _start(arg)
         )
     if arg.value not in ALLOWED_TESTS:
         raise ExpressionError(f"test `{arg.value}` is not allowed", _offset(arg))
@@ -1257,7 +1259,10 @@ def _program(text: str, mode: _Mode) -> Any:
         tree = nodes.Template([nodes.Assign(nodes.Name(_RESULT_NAME, "store"), expression)], lineno=1)
     tree.set_environment(env)
     try:
-        return env.from_string(tree)
+        with warnings.catch_warnings():
+            # Python warns about e.g. `1[1:]` in the generated code; at run time it is a RenderError.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            return env.from_string(tree)
     except TemplateError as exc:
         raise ExpressionError(f"invalid expression: {exc}") from None
     except (SyntaxError, RecursionError, MemoryError, ValueError):
