@@ -111,6 +111,16 @@ def _check_inputs(uses: str, inputs: Any) -> None:
         raise InputError(friendly_message(err, where)[0])
 
 
+def is_cancellation(exc: BaseException) -> bool:
+    """`trio.Cancelled`, also when an adapter's own nursery wrapped it in an exception group."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(trio.Cancelled)[1]
+        return rest is None
+    return False
+
+
 def as_text_where_expected(value: Any, schema: Mapping[str, Any]) -> Any:
     """A number rendered into a field (or list/map of fields) declared `string` becomes text.
 
@@ -310,8 +320,9 @@ class Runner:
         self.emit(EventType.STEP_STARTED, step.id)
         try:
             await self._run_step_body(step)
-        except trio.Cancelled:
-            self.emit(EventType.STEP_CANCELLED, step.id, error="cancelled")
+        except BaseException as exc:
+            if is_cancellation(exc):
+                self.emit(EventType.STEP_CANCELLED, step.id, error="cancelled")
             raise
 
     async def _run_step_body(self, step: Step) -> None:

@@ -478,3 +478,14 @@ async def test_kubernetes_secret_values_never_reach_the_event_log() -> None:
     dump = json.dumps([e.as_dict() for e in await store.events(runner.execution_id)])
     assert "aHVudGVyMg==" not in dump
     assert '"password": "***"' in dump
+
+
+def test_cancellation_is_recognised_inside_exception_groups() -> None:
+    from wpk.engine.runner import is_cancellation
+
+    cancelled = trio.Cancelled._create()  # type: ignore[attr-defined]
+    assert is_cancellation(cancelled)
+    assert is_cancellation(BaseExceptionGroup("nursery", [cancelled]))
+    assert is_cancellation(BaseExceptionGroup("outer", [BaseExceptionGroup("inner", [cancelled])]))
+    assert not is_cancellation(BaseExceptionGroup("mixed", [cancelled, ValueError("x")]))
+    assert not is_cancellation(ValueError("x"))
