@@ -111,6 +111,13 @@ def _check_inputs(uses: str, inputs: Any) -> None:
         raise InputError(friendly_message(err, where)[0])
 
 
+def idempotency_key(execution_id: str, step_id: str, item: int | None, *, undo: bool = False) -> str:
+    """Stable across attempts and agents; a compensation gets its own (a server honouring
+    Idempotency-Key would otherwise answer the undo with the cached forward response)."""
+    key = f"{execution_id}:{step_id}" + (f":{item}" if item is not None else "")
+    return key + ":undo" if undo else key
+
+
 def is_cancellation(exc: BaseException) -> bool:
     """`trio.Cancelled`, also when an adapter's own nursery wrapped it in an exception group."""
     if isinstance(exc, trio.Cancelled):
@@ -477,6 +484,7 @@ class Runner:
                     item_index,
                     attempt,
                     timeout,
+                    undo=compensating,
                 )
             except StepFailure as exc:
                 failure = exc
@@ -514,6 +522,8 @@ class Runner:
         item_index: int | None,
         attempt: int,
         timeout: float | None,
+        *,
+        undo: bool = False,
     ) -> AttemptResult:
         if info is None:
             raise StepFailure(f"unknown action {call.uses!r}", retryable=False, reason="invalid_input")
@@ -531,7 +541,7 @@ class Runner:
         simulate = self.dry_run and (
             step.dry_run == "simulate" or (not read_only and step.dry_run != "execute")
         )
-        key = f"{self.execution_id}:{step.id}" + (f":{item_index}" if item_index is not None else "")
+        key = idempotency_key(self.execution_id, step.id, item_index, undo=undo)
         ctx = StepContext(
             execution_id=self.execution_id,
             step_id=step.id,
@@ -688,7 +698,7 @@ class Runner:
             execution_id=self.execution_id,
             step_id=step.id,
             attempt=1,
-            idempotency_key=f"{self.execution_id}:{step.id}:undo",
+            idempotency_key=idempotency_key(self.execution_id, step.id, index, undo=True),
             dry_run=False,
             log=self.log_sink(step.id, index),
         )

@@ -489,3 +489,18 @@ def test_cancellation_is_recognised_inside_exception_groups() -> None:
     assert is_cancellation(BaseExceptionGroup("outer", [BaseExceptionGroup("inner", [cancelled])]))
     assert not is_cancellation(BaseExceptionGroup("mixed", [cancelled, ValueError("x")]))
     assert not is_cancellation(ValueError("x"))
+
+
+async def test_compensations_carry_their_own_idempotency_key() -> None:
+    wf = workflow("""
+        steps:
+          - id: a
+            uses: rec.oneway
+            rollback: {uses: rec.write, with: {label: undo-a}}
+          - {id: b, uses: rec.write, needs: [a]}
+          - {id: c, uses: rec.boom, needs: [b]}
+    """)
+    runner, _ = await run(wf)
+    run_id = runner.execution_id
+    assert JOURNAL.seen_keys == [f"{run_id}:a", f"{run_id}:b", f"{run_id}:c", f"{run_id}:a:undo"]
+    assert runner.state.status is ExecutionStatus.ROLLED_BACK
