@@ -436,8 +436,10 @@ class Checker:
             if hit is not None:
                 if err.validator != "type" or hit.kind == "unknown":
                     continue
-                if hit.kind == "typed" and _schema_type(err.validator_value) == "string" and (
-                    hit.declared in ("integer", "number")
+                if (
+                    hit.kind == "typed"
+                    and _schema_type(err.validator_value) == "string"
+                    and (hit.declared in ("integer", "number"))
                 ):
                     continue  # numbers are rendered as text where a string is expected
                 if hit.kind == "typed":
