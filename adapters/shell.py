@@ -319,7 +319,7 @@ class ShellAdapter:
         """argv[0] through the step's PATH (never the agent's), so `ls` means the same everywhere."""
         if "/" in program:
             return program
-        found = shutil.which(program, path=self._config.path)
+        found = _which(program, self._config.path)
         if found is None:
             raise AdapterError(
                 f"command not found: {program!r} (PATH={self._config.path})",
@@ -328,6 +328,22 @@ class ShellAdapter:
                 details={"exit_code": 127},
             )
         return found
+
+
+_FOUND: dict[tuple[str, str], str] = {}
+
+
+def _which(program: str, path: str) -> str | None:
+    """`shutil.which`, remembering hits: one access() check instead of a stat per PATH entry."""
+    found = _FOUND.get((program, path))
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    found = shutil.which(program, path=path)
+    if found is not None:
+        if len(_FOUND) > 512:
+            _FOUND.clear()
+        _FOUND[(program, path)] = found
+    return found
 
 
 def _check_action(action: str) -> None:
