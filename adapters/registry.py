@@ -15,16 +15,28 @@ importing `kubernetes` or `httpx`.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Mapping
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wpk import schemas
 
 from .base import ActionInfo, Adapter, AdapterFactory, infos_from_schemas
 
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
 GROUP = "wpk.adapters"
-BUILTIN = ("core", "shell", "api", "k8s")
+BUILTIN_FACTORIES = {
+    "core": "wpk.adapters.core:CoreAdapter",
+    "shell": "wpk.adapters.shell:ShellAdapter",
+    "api": "wpk.adapters.api:ApiAdapter",
+    "k8s": "wpk.adapters.k8s:KubernetesAdapter",
+}
+"""Built-ins are imported directly: scanning every installed distribution's entry points costs
+start-up time a core-only run should not pay. They are also declared as entry points, so tools
+that list the group see them."""
+BUILTIN = tuple(BUILTIN_FACTORIES)
 
 _registered: dict[str, AdapterFactory] = {}
 
@@ -45,7 +57,9 @@ def unregister(name: str) -> None:
 
 
 @functools.cache
-def _entry_points() -> dict[str, metadata.EntryPoint]:
+def _entry_points() -> dict[str, EntryPoint]:
+    from importlib import metadata  # only when a third-party adapter is looked up
+
     return {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
 
 
@@ -56,6 +70,10 @@ def adapter_names() -> list[str]:
 def load_factory(name: str) -> AdapterFactory:
     if name in _registered:
         return _registered[name]
+    if name in BUILTIN_FACTORIES:
+        module, _, attr = BUILTIN_FACTORIES[name].partition(":")
+        builtin: AdapterFactory = getattr(importlib.import_module(module), attr)
+        return builtin
     entry = _entry_points().get(name)
     if entry is None:
         raise UnknownAdapter(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from importlib import metadata
+from typing import Any
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -20,10 +20,23 @@ EXIT_INTERRUPTED = 130
 
 
 def version() -> str:
+    from importlib import metadata  # 45 ms: only when a version is actually shown
+
     try:
         return metadata.version("wpk")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"wpk {version()}")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wpk", description="Validate, dry-run, run and roll back runbook packages.")
-    parser.add_argument("--version", action="version", version=f"wpk {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("validate", help="check runbook packages against the schema and the semantic rules")

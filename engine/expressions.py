@@ -84,7 +84,7 @@ __all__ = [
     "render_value",
 ]
 
-SCOPE_NAMES = frozenset({"params", "secrets", "steps", "item", "index", "execution", "result"})
+from .template_text import SCOPE_NAMES as SCOPE_NAMES
 
 MAX_TEMPLATE_LENGTH = 256 * 1024
 """Longest template text accepted (characters)."""
@@ -151,9 +151,7 @@ class ShellRaw(str):
     __slots__ = ()
 
 
-def is_template(value: object) -> bool:
-    return isinstance(value, str) and "{{" in value
-
+from .template_text import is_template as is_template  # noqa: E402 - re-exported, part of this API
 
 # -- sizes and the per-render budget --------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .expressions import compile_template, is_template
 from .loader import SourceDoc
+from .template_text import is_template
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ROLLBACK_TIMEOUT = 600.0
@@ -153,6 +153,8 @@ def _precompile(value: Any) -> None:
     """Parse every template once now, so a run never meets a syntax error."""
     if isinstance(value, str):
         if is_template(value):
+            from .expressions import compile_template  # only runbooks with templates pay for Jinja2
+
             compile_template(value)
     elif isinstance(value, Mapping):
         for item in value.values():

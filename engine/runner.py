@@ -25,7 +25,6 @@ from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Out
 
 from .conductor import Compensation, CompensationKind, Conductor, SkipStep, StartStep, compensation_plan
 from .events import Event, EventType
-from .expressions import RenderError, render_value
 from .model import ActionCall, RetryPolicy, Step, StepKind, Workflow
 from .schema import describe_path, friendly_message, iter_leaf_errors, make_validator
 from .secrets import Redactor, mask_secret_objects
@@ -95,7 +94,9 @@ class AdapterPool:
 @functools.lru_cache(maxsize=256)
 def _input_validator(uses: str) -> Any:
     info = registry.action_info(uses)
-    return None if info is None else make_validator(info.input_schema)
+    return (
+        None if info is None else make_validator(info.input_schema, trusted=info.adapter in registry.BUILTIN)
+    )
 
 
 def _check_inputs(uses: str, inputs: Any) -> None:
@@ -335,6 +336,8 @@ class Runner:
     async def _run_step_body(self, step: Step) -> None:
         base = self.scope()
         if step.when is not None:
+            from .expressions import RenderError, render_value
+
             try:
                 condition = render_value(step.when, base)
             except RenderError as exc:
@@ -360,6 +363,8 @@ class Runner:
         await self._run_items(step, base)
 
     async def _run_items(self, step: Step, base: Mapping[str, Any]) -> None:
+        from .expressions import RenderError, render_value
+
         try:
             items = render_value(step.for_each, base)
         except RenderError as exc:
@@ -533,8 +538,6 @@ class Runner:
                 _check_inputs(call.uses, inputs)
             else:
                 inputs = call.inputs  # checked when the runbook was validated
-        except RenderError as exc:
-            raise StepFailure(f"inputs: {exc.message}", retryable=False, reason="render") from None
         except InputError as exc:
             raise StepFailure(exc.message, retryable=False, reason="invalid_input") from None
         read_only = info.is_read_only(inputs)
@@ -596,18 +599,26 @@ class Runner:
         )
 
     def render_inputs(self, call: ActionCall, scope: Mapping[str, Any], info: ActionInfo) -> Any:
+        """Render a call's templated inputs; a template that cannot render fails the attempt."""
+        from .expressions import RenderError, render_value
+
         quoted = SHELL_QUOTED_FIELDS.get(call.uses, ())
         properties = info.input_schema.get("properties", {})
         rendered = {}
-        for name, value in call.inputs.items():
-            rendered[name] = as_text_where_expected(
-                render_value(value, scope, shell=name in quoted), properties.get(name, {})
-            )
+        try:
+            for name, value in call.inputs.items():
+                rendered[name] = as_text_where_expected(
+                    render_value(value, scope, shell=name in quoted), properties.get(name, {})
+                )
+        except RenderError as exc:
+            raise StepFailure(f"inputs: {exc.message}", retryable=False, reason="render") from None
         return rendered
 
     def _outputs(self, step: Step, result: Any, scope: Mapping[str, Any], *, simulated: bool) -> Any:
         if not step.outputs:
             return {}
+        from .expressions import RenderError, render_value
+
         try:
             return render_value(dict(step.outputs), {**scope, "result": result})
         except RenderError as exc:

@@ -2,25 +2,33 @@
 
 The runbook schema and the adapter schemas are ours; parameter schemas come from runbook
 authors. Both are validated with a validator that can never reach outside the document (an
-empty `referencing.Registry`, so no `$ref` resolves to a file or URL) and whose `pattern`
-keyword runs on the `regex` engine under a time bound, so a catastrophic pattern reports an
-error instead of hanging the validator (SECURITY.md, "Loader and validator").
+empty `referencing.Registry`, so no `$ref` resolves to a file or URL). For authors' schemas
+the `pattern` keyword runs on the `regex` engine under a time bound, so a catastrophic pattern
+reports an error instead of hanging the validator (SECURITY.md, "Loader and validator"); our
+own schemas' patterns are simple and run on `re` (and `regex` is never imported for them).
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
-import regex
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 
+if TYPE_CHECKING:
+    import regex
+
 PATTERN_TIMEOUT_SECONDS = 0.25
+
+
+class PatternError(ValueError):
+    """A `pattern` that does not compile."""
 
 
 class PatternTimeout(Exception):
@@ -29,8 +37,13 @@ class PatternTimeout(Exception):
 
 @functools.lru_cache(maxsize=512)
 def compile_pattern(pattern: str) -> regex.Pattern[str]:
-    """Compile with the `regex` engine (raises `regex.error` on bad syntax)."""
-    return regex.compile(pattern)
+    """Compile with the `regex` engine; PatternError on bad syntax."""
+    import regex  # only runbooks whose parameters have patterns pay for it
+
+    try:
+        return regex.compile(pattern)
+    except regex.error as exc:
+        raise PatternError(str(exc)) from None
 
 
 def pattern_search(pattern: str, text: str) -> bool:
@@ -47,7 +60,7 @@ def _pattern_keyword(
         return
     try:
         matched = pattern_search(pattern, instance)
-    except regex.error as exc:
+    except PatternError as exc:
         yield ValidationError(f"invalid pattern {pattern!r}: {exc}")
         return
     except PatternTimeout:
@@ -70,13 +83,13 @@ SafeValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
 _EMPTY_REGISTRY: Registry[Any] = Registry()
 
 
-def make_validator(schema: Mapping[str, Any], *, formats: bool = True) -> Any:
-    """A validator that resolves nothing outside `schema` itself."""
-    return SafeValidator(
-        schema,
-        registry=_EMPTY_REGISTRY,
-        format_checker=_FORMAT_CHECKER if formats else None,
-    )
+def make_validator(schema: Mapping[str, Any], *, formats: bool = True, trusted: bool = False) -> Any:
+    """A validator that resolves nothing outside `schema` itself.
+
+    `trusted` is for wpk's own published schemas: their patterns are ours and run on `re`.
+    """
+    cls = Draft202012Validator if trusted else SafeValidator
+    return cls(schema, registry=_EMPTY_REGISTRY, format_checker=_FORMAT_CHECKER if formats else None)
 
 
 def iter_leaf_errors(validator: Any, instance: Any) -> Iterator[ValidationError]:
@@ -152,7 +165,7 @@ def friendly_message(error: ValidationError, where: str) -> tuple[str, str | Non
         allowed = set(schema.get("properties", {}))
         extras = [k for k in instance if k not in allowed]
         pattern_props = schema.get("patternProperties", {})
-        extras = [k for k in extras if not any(regex.search(p, k) for p in pattern_props)]
+        extras = [k for k in extras if not any(re.search(p, k) for p in pattern_props)]
         if extras:
             key = extras[0]
             hint = did_you_mean(key, allowed)

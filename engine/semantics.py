@@ -15,20 +15,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Literal
-
-import regex
 
 from wpk.adapters import registry
 from wpk.adapters.base import Inverse
 from wpk.adapters.envpolicy import forbidden_env_key
 
 from .diagnostics import Diagnostic, error, warning
-from .expressions import SCOPE_NAMES, CompiledTemplate, ExpressionError, compile_template, is_template
 from .loader import PathT, SourceDoc
 from .schema import (
+    PatternError,
     PatternTimeout,
     check_param_schema,
+    compile_pattern,
     describe_path,
     did_you_mean,
     friendly_message,
@@ -36,6 +36,7 @@ from .schema import (
     make_validator,
     pattern_search,
 )
+from .template_text import SCOPE_NAMES, is_template
 
 STEP_FIELDS = ("outputs", "status", "result")
 EXECUTION_FIELDS = ("id", "dry_run", "attempt")
@@ -157,8 +158,8 @@ class Checker:
         ok = True
         for sub_path, pattern in _patterns(schema, path):
             try:
-                regex.compile(pattern)
-            except regex.error as exc:
+                compile_pattern(pattern)
+            except PatternError as exc:
                 self.error(sub_path, "param-pattern", f"parameter {name!r}: invalid pattern: {exc}")
                 ok = False
                 continue
@@ -301,8 +302,8 @@ class Checker:
     # -- templates -------------------------------------------------------------------------------
     def check_template(self, site: StepSite, path: PathT, text: str, relative: PathT) -> None:
         try:
-            template = compile_template(text)
-        except ExpressionError as exc:
+            template = expressions().compile_template(text)
+        except expressions().ExpressionError as exc:
             self.error(
                 path,
                 "template",
@@ -426,7 +427,7 @@ class Checker:
         with_path = site.path + ("with",)
         templated: dict[tuple[str | int, ...], _TemplatedField] = {}
         probe = self.probe_value(inputs, (), templated)
-        validator = make_validator(info.input_schema)
+        validator = make_validator(info.input_schema, trusted=info.adapter in registry.BUILTIN)
         where_base = f"{uses} input"
         for err in iter_leaf_errors(validator, probe):
             rel = tuple(err.absolute_path)
@@ -611,10 +612,10 @@ def _walk_strings(value: Any, path: PathT) -> Iterator[tuple[PathT, str]]:
 
 def _is_whole_template(text: str) -> bool:
     try:
-        template: CompiledTemplate = compile_template(text)
-    except ExpressionError:
+        template = expressions().compile_template(text)
+    except expressions().ExpressionError:
         return True  # reported as a template error instead
-    return template.whole
+    return bool(template.whole)
 
 
 def _templated_at(
@@ -659,7 +660,7 @@ def _catastrophe_probe(pattern: str) -> str | None:
             pattern_search(pattern, probe)
         except PatternTimeout:
             return probe
-        except regex.error:
+        except PatternError:
             return None
     return None
 
@@ -684,6 +685,13 @@ def _templates_inside_shell_quotes(text: str) -> list[int]:
             quote = None if quote == ch else (ch if quote is None else quote)
         i += 1
     return offsets
+
+
+def expressions() -> ModuleType:
+    """The template engine, imported the first time a runbook actually holds a template."""
+    from . import expressions as module
+
+    return module
 
 
 def check_semantics(doc: SourceDoc) -> list[Diagnostic]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import wpk.engine
 
@@ -37,10 +38,27 @@ def test_validate_command_does_not_import_trio_or_clients() -> None:
         "main(['validate', '--format', 'json', sys.argv[1]])\n"
         "print(sorted(m for m in ('trio', 'httpx', 'kubernetes') if m in sys.modules))\n"
     )
-    from pathlib import Path
 
     example = Path(__file__).resolve().parent.parent / "examples" / "hello"
     out = subprocess.run(
         [sys.executable, "-c", code, str(example)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_template_free_run_imports_only_what_it_uses(tmp_path: Path) -> None:
+    (tmp_path / "wpk.yaml").write_text(
+        "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: one, version: 1.0.0}\n"
+        "spec:\n  steps:\n    - {id: a, uses: core.noop}\n"
+    )
+    code = (
+        "import sys\n"
+        "from wpk.engine.cli import main\n"
+        "assert main(['run', sys.argv[1], '--store', 'memory:']) == 0\n"
+        "heavy = ('jinja2', 'regex', 'httpx', 'kubernetes', 'importlib.metadata')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
