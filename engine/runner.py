@@ -9,7 +9,6 @@ and nothing waits forever. The runner never decides what runs next; it asks the 
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 import uuid
@@ -26,7 +25,7 @@ from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Out
 from .conductor import Compensation, CompensationKind, Conductor, SkipStep, StartStep, compensation_plan
 from .events import Event, EventType
 from .model import ActionCall, RetryPolicy, Step, StepKind, Workflow
-from .schema import describe_path, friendly_message, iter_leaf_errors, make_validator
+from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
 from .secrets import Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
 from .store.base import EventStore
@@ -91,16 +90,8 @@ class AdapterPool:
                 await adapter.aclose()
 
 
-@functools.lru_cache(maxsize=256)
-def _input_validator(uses: str) -> Any:
-    info = registry.action_info(uses)
-    return (
-        None if info is None else make_validator(info.input_schema, trusted=info.adapter in registry.BUILTIN)
-    )
-
-
 def _check_inputs(uses: str, inputs: Any) -> None:
-    validator = _input_validator(uses)
+    validator = action_validator(uses)
     if validator is None:
         raise InputError(f"unknown action {uses!r}")
     for err in iter_leaf_errors(validator, inputs):

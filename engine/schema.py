@@ -207,9 +207,102 @@ def friendly_message(error: ValidationError, where: str) -> tuple[str, str | Non
 
 
 def check_param_schema(schema: Mapping[str, Any]) -> str | None:
-    """Is a runbook's parameter schema itself a valid 2020-12 schema? Returns the problem."""
-    try:
-        Draft202012Validator.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        return exc.message
-    return None
+    """Is a runbook's parameter schema one wpk can evaluate? Returns the problem.
+
+    Checked against the published `paramSchema` subset (closed, every keyword typed), which is
+    stricter than the 2020-12 metaschema for the keywords it allows and ~20x cheaper to apply.
+    """
+    error = next(param_schema_validator().iter_errors(schema), None)
+    return None if error is None else error.message
+
+
+class TrustedSchema:
+    """One of wpk's own schemas: a compiled checker for speed, jsonschema for the messages.
+
+    jsonschema interprets a schema on every call (about 2 ms for a runbook); fastjsonschema
+    compiles it into Python once (87 ms) and then checks a runbook in about 0.2 ms. A process
+    that validates once (`wpk run`) should not pay the compile, so it happens the second time
+    the schema is used (a batch `wpk validate`, the sidecar, an agent). Whenever the compiled
+    check finds a problem, jsonschema runs to report every problem with its path. Our own
+    schemas use only draft-07 keywords plus `$defs` and `dependentRequired` (translated below);
+    tests keep the two engines in agreement.
+    """
+
+    def __init__(self, schema: Mapping[str, Any], *, formats: bool = False) -> None:
+        self.schema = schema
+        self.validator = make_validator(schema, formats=formats, trusted=True)
+        self._uses = 0
+        self._fast: Any = None
+
+    def compiled(self) -> Any:
+        if self._fast is None:
+            import fastjsonschema
+
+            draft7 = _as_draft7(self.schema)
+            try:
+                self._fast = fastjsonschema.compile(draft7, use_default=False, use_formats=False)
+            except Exception:  # a construct it does not support: stay on jsonschema
+                self._fast = False
+        return self._fast
+
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
+        self._uses += 1
+        if self._uses > 1:
+            fast = self.compiled()
+            if fast:
+                try:
+                    fast(instance)
+                except Exception:  # noqa: S110 - invalid (or unsure): jsonschema tells what and where
+                    pass
+                else:
+                    return iter(())
+        return self.validator.iter_errors(instance)  # type: ignore[no-any-return]
+
+
+def _as_draft7(schema: Any) -> Any:
+    """The same schema for a draft-07 engine: `$defs` pointers work as they are."""
+    if isinstance(schema, list):
+        return [_as_draft7(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {key: _as_draft7(value) for key, value in schema.items() if key != "$schema"}
+    if "dependentRequired" in out:
+        out["dependencies"] = out.pop("dependentRequired")
+    return out
+
+
+@functools.cache
+def runbook_validator() -> TrustedSchema:
+    """The checker of wpk.schema.json, built once per process."""
+    from wpk import schemas
+
+    return TrustedSchema(schemas.runbook_schema())
+
+
+@functools.cache
+def param_schema_validator() -> Any:
+    from wpk import schemas
+
+    defs = schemas.runbook_schema()["$defs"]
+    return make_validator({"$ref": "#/$defs/paramSchema", "$defs": defs}, formats=False, trusted=True)
+
+
+def action_validator(uses: str) -> Any:
+    """The validator of an action's inputs (built once per built-in action), or None."""
+    from wpk.adapters import registry
+
+    info = registry.action_info(uses)
+    if info is None:
+        return None
+    if info.adapter in registry.BUILTIN:
+        return _builtin_action_validator(uses)
+    return make_validator(info.input_schema)
+
+
+@functools.cache
+def _builtin_action_validator(uses: str) -> TrustedSchema:
+    from wpk.adapters import registry
+
+    info = registry.action_info(uses)
+    assert info is not None
+    return TrustedSchema(info.input_schema, formats=True)

@@ -27,6 +27,7 @@ from .loader import PathT, SourceDoc
 from .schema import (
     PatternError,
     PatternTimeout,
+    action_validator,
     check_param_schema,
     compile_pattern,
     describe_path,
@@ -144,10 +145,8 @@ class Checker:
                 continue
             self.params[name] = schema
             path: PathT = ("spec", "params", name)
-            problem = check_param_schema(schema)
-            if problem:
-                self.error(path, "param-schema", f"parameter {name!r}: invalid schema: {problem}")
-                continue
+            if check_param_schema(schema):
+                continue  # the schema pass has reported it, at the offending keyword
             if not self.check_patterns(schema, path, name):
                 continue
             if "default" in schema:
@@ -427,7 +426,7 @@ class Checker:
         with_path = site.path + ("with",)
         templated: dict[tuple[str | int, ...], _TemplatedField] = {}
         probe = self.probe_value(inputs, (), templated)
-        validator = make_validator(info.input_schema, trusted=info.adapter in registry.BUILTIN)
+        validator = action_validator(uses)
         where_base = f"{uses} input"
         for err in iter_leaf_errors(validator, probe):
             rel = tuple(err.absolute_path)

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wpk import schemas
-
 from .diagnostics import Diagnostic, error, has_errors, sort_key
 from .loader import DEFAULT_MAX_BYTES, LoadError, PathT, SourceDoc, load_bytes, load_file, load_text
-from .schema import describe_path, friendly_message, iter_leaf_errors, make_validator
+from .schema import describe_path, friendly_message, iter_leaf_errors, runbook_validator
 from .semantics import check_semantics
 
 PACKAGE_FILE = "wpk.yaml"
@@ -61,7 +59,7 @@ def validate_document(doc: SourceDoc) -> list[Diagnostic]:
 
 
 def check_schema(doc: SourceDoc) -> list[Diagnostic]:
-    validator = make_validator(schemas.runbook_schema(), formats=False, trusted=True)
+    validator = runbook_validator()
     found: list[Diagnostic] = []
     for err in iter_leaf_errors(validator, doc.data):
         path: PathT = tuple(err.absolute_path)

@@ -55,7 +55,7 @@ def test_template_free_run_imports_only_what_it_uses(tmp_path: Path) -> None:
         "import sys\n"
         "from wpk.engine.cli import main\n"
         "assert main(['run', sys.argv[1], '--store', 'memory:']) == 0\n"
-        "heavy = ('jinja2', 'regex', 'httpx', 'kubernetes', 'importlib.metadata')\n"
+        "heavy = ('jinja2', 'regex', 'httpx', 'kubernetes', 'importlib.metadata', 'fastjsonschema')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(
