@@ -364,9 +364,13 @@ class _Group:
                 await trio.sleep(_POLL_SECONDS)
         return False
 
-    async def end(self, grace: float, *, reason: str) -> None:
+    async def end(self, grace: float, *, reason: str, leader_exited: bool = False) -> None:
         """TERM the group, wait up to `grace`, then KILL whatever is left. Call shielded."""
-        if self.subreaper and _exited(self.leader) and _group_has_no_other_member(self.leader):
+        if (
+            self.subreaper
+            and (leader_exited or _exited(self.leader))
+            and _group_has_no_other_member(self.leader)
+        ):
             return
         live = await self._live()
         if live is not None and not live:
@@ -449,7 +453,9 @@ async def run_in_group(
             for job in pipes:
                 nursery.start_soon(pump, job)
             await _wait_exited(proc.pid)
-            await group.end(limits.grace_seconds, reason="main process exited, group still running")
+            await group.end(
+                limits.grace_seconds, reason="main process exited, group still running", leader_exited=True
+            )
             ended = True
             with trio.move_on_after(limits.drain_seconds):
                 await io_done.wait()

@@ -232,7 +232,7 @@ def main() -> None:
             "capturing": lambda: bare_processes_capturing(shells, 2),
             "xargs": lambda: xargs(shells, 2),
         },
-        1 if args.quick else 7,
+        1 if args.quick else 11,
     )
     out["shell"] = {
         "steps": shells,
