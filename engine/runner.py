@@ -484,29 +484,16 @@ class Runner:
                 )
             except StepFailure as exc:
                 failure = exc
-            if not failure.retryable or attempt == policy.attempts:
+            final = not failure.retryable or attempt == policy.attempts
+            delay = None if final else policy.delay(attempt, self.rng)
+            # A step's last failure is told by STEP_FAILED; an item's needs its own record.
+            if not compensating and (delay is not None or item_index is not None):
+                retry = {} if delay is None else {"retry_in": round(delay, 3)}
+                self.emit(EventType.ATTEMPT_FAILED, step.id, item_index, attempt=attempt,
+                          error=failure.message, reason=failure.reason, **retry)  # fmt: skip
+            if delay is None:
                 break
-            delay = policy.delay(attempt, self.rng)
-            if not compensating:
-                self.emit(
-                    EventType.ATTEMPT_FAILED,
-                    step.id,
-                    item_index,
-                    attempt=attempt,
-                    error=failure.message,
-                    reason=failure.reason,
-                    retry_in=round(delay, 3),
-                )
             await trio.sleep(delay)
-        if item_index is not None and not compensating:
-            self.emit(
-                EventType.ATTEMPT_FAILED,
-                step.id,
-                item_index,
-                attempt=attempt,
-                error=failure.message,
-                reason=failure.reason,
-            )
         return AttemptResult(StepStatus.FAILED, error=failure.message, reason=failure.reason)
 
     async def _attempt(

@@ -8,7 +8,7 @@ call first.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,20 +82,21 @@ def where_of(data: Any, path: PathT) -> str:
     return describe_path(path)
 
 
-def validate_bytes(data: bytes, path: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ValidationResult:
+def _validated(path: str, load: Callable[[], SourceDoc]) -> ValidationResult:
+    """Load, then validate; a document the loader refuses has its one diagnostic."""
     try:
-        doc = load_bytes(data, path, max_bytes=max_bytes)
+        doc = load()
     except LoadError as exc:
         return ValidationResult(path, None, [exc.diagnostic])
     return ValidationResult(path, doc, validate_document(doc))
+
+
+def validate_bytes(data: bytes, path: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ValidationResult:
+    return _validated(path, lambda: load_bytes(data, path, max_bytes=max_bytes))
 
 
 def validate_text(text: str, path: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ValidationResult:
-    try:
-        doc = load_text(text, path, max_bytes=max_bytes)
-    except LoadError as exc:
-        return ValidationResult(path, None, [exc.diagnostic])
-    return ValidationResult(path, doc, validate_document(doc))
+    return _validated(path, lambda: load_text(text, path, max_bytes=max_bytes))
 
 
 def validate_data(data: Any, path: str = "<request>") -> ValidationResult:
@@ -106,11 +107,7 @@ def validate_data(data: Any, path: str = "<request>") -> ValidationResult:
 
 def validate_path(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> ValidationResult:
     shown = str(path)
-    try:
-        doc = load_file(path, display_path=shown, max_bytes=max_bytes)
-    except LoadError as exc:
-        return ValidationResult(shown, None, [exc.diagnostic])
-    return ValidationResult(shown, doc, validate_document(doc))
+    return _validated(shown, lambda: load_file(path, display_path=shown, max_bytes=max_bytes))
 
 
 def package_file(path: str | os.PathLike[str]) -> Path:

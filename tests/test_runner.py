@@ -6,19 +6,17 @@ Time is trio's MockClock (autojump), so backoff and timeouts are exact and insta
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from recording_adapter import JOURNAL, RecordingAdapter, reset
+from runbooks import run, workflow
 
 from wpk.adapters import registry
-from wpk.engine import ExecutionStatus, MemoryStore, Runner, RunOptions, StepStatus, compile_workflow
+from wpk.engine import ExecutionStatus, MemoryStore, Runner, RunOptions, StepStatus
 from wpk.engine.events import EventType
-from wpk.engine.model import Workflow
 from wpk.engine.validate import validate_text
 
 
@@ -33,38 +31,6 @@ def rec_adapter() -> Iterator[None]:
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
-
-
-def workflow(body: str) -> Workflow:
-    text = (
-        "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: t, version: 1.0.0}\nspec:\n"
-        + textwrap.indent(textwrap.dedent(body), "  ")
-    )
-    result = validate_text(text, "t.yaml")
-    assert result.valid, [str(d) for d in result.errors]
-    assert result.doc is not None
-    return compile_workflow(result.doc)
-
-
-async def run(
-    wf: Workflow,
-    *,
-    params: dict[str, Any] | None = None,
-    secrets: dict[str, str] | None = None,
-    **options: Any,
-) -> tuple[Runner, MemoryStore]:
-    from wpk.engine.params import resolve_params
-
-    store = MemoryStore()
-    runner = Runner(
-        wf,
-        params=resolve_params(wf.params, params or {}),
-        secrets=secrets or {},
-        store=store,
-        options=RunOptions(seed=7, **options),
-    )
-    await runner.run()
-    return runner, store
 
 
 def statuses(runner: Runner) -> dict[str, str]:

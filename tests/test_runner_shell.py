@@ -4,43 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import trio
+from runbooks import run, workflow
 
-from wpk.engine import MemoryStore, Runner, RunOptions, build_plan, compile_workflow
-from wpk.engine.model import Workflow
-from wpk.engine.params import resolve_params
-from wpk.engine.validate import validate_text
-
-
-def workflow(body: str) -> Workflow:
-    text = (
-        "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: t, version: 1.0.0}\nspec:\n"
-        + textwrap.indent(textwrap.dedent(body), "  ")
-    )
-    result = validate_text(text, "t.yaml")
-    assert result.valid, [str(d) for d in result.errors]
-    assert result.doc is not None
-    return compile_workflow(result.doc)
-
-
-async def run(
-    wf: Workflow, params: dict[str, Any] | None = None, secrets: dict[str, str] | None = None, **options: Any
-) -> tuple[Runner, MemoryStore]:
-    store = MemoryStore()
-    runner = Runner(
-        wf,
-        params=resolve_params(wf.params, params or {}),
-        secrets=secrets or {},
-        store=store,
-        options=RunOptions(**options),
-    )
-    await runner.run()
-    return runner, store
+from wpk.engine import build_plan
 
 
 def alive(pid: int) -> bool:

@@ -109,32 +109,16 @@ def bare_fanout(n: int) -> float:
     return trio.run(main)
 
 
-def bare_processes(n: int, concurrency: int) -> float:
-    async def main() -> float:
-        limiter = trio.CapacityLimiter(concurrency)
-
-        async def one() -> None:
-            async with limiter:
-                await trio.run_process(["true"])
-
-        start = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(one)
-        return time.perf_counter() - start
-
-    return trio.run(main)
-
-
-def bare_processes_capturing(n: int, concurrency: int) -> float:
-    """The fair baseline for shell.run, which must capture and stream stdout and stderr."""
+def bare_processes(n: int, concurrency: int, *, capture: bool = False) -> float:
+    """trio.run_process at the same concurrency; with `capture`, the fair baseline for shell.run,
+    which must read and stream stdout and stderr."""
 
     async def main() -> float:
         limiter = trio.CapacityLimiter(concurrency)
 
         async def one() -> None:
             async with limiter:
-                await trio.run_process(["true"], capture_stdout=True, capture_stderr=True)
+                await trio.run_process(["true"], capture_stdout=capture, capture_stderr=capture)
 
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
@@ -229,7 +213,7 @@ def main() -> None:
         {
             "engine": lambda: run_engine(sh),
             "bare": lambda: bare_processes(shells, 2),
-            "capturing": lambda: bare_processes_capturing(shells, 2),
+            "capturing": lambda: bare_processes(shells, 2, capture=True),
             "xargs": lambda: xargs(shells, 2),
         },
         1 if args.quick else 11,
