@@ -412,17 +412,21 @@ async def run_in_group(
     With `subreaper`, the agent first becomes a child subreaper (once, process-wide).
     """
     reaping = become_subreaper() if subreaper else False
+    proc: trio.Process | _SpawnedProcess
     try:
-        proc = await trio.lowlevel.open_process(
-            list(argv),
-            executable=executable,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-        )
+        if cwd is None and _CAN_SPAWN_DIRECT:
+            proc = _spawn_direct(argv, executable=executable, env=env, with_stdin=stdin is not None)
+        else:
+            proc = await trio.lowlevel.open_process(
+                list(argv),
+                executable=executable,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
     except (OSError, ValueError) as exc:
         raise SpawnError(_spawn_message(exc)) from exc
 
@@ -481,6 +485,119 @@ async def run_in_group(
         stderr=err.capture.value(),
         stdout_truncated=out.capture.truncated,
         stderr_truncated=err.capture.truncated,
+    )
+
+
+class _SpawnedProcess:
+    """A child started by `os.posix_spawn`: the part of trio.Process that run_in_group uses."""
+
+    def __init__(
+        self, pid: int, stdin: trio.lowlevel.FdStream | None, stdout: trio.lowlevel.FdStream,
+        stderr: trio.lowlevel.FdStream,
+    ) -> None:  # fmt: skip
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """Reap the child if it has exited (never blocks)."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its status is lost
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    async def wait(self) -> int:
+        while self.poll() is None:
+            await _wait_exited(self.pid)
+        assert self.returncode is not None
+        return self.returncode
+
+
+_CAN_SPAWN_DIRECT = hasattr(os, "posix_spawn") and os.path.isdir("/proc/self/fd")
+"""posix_spawn exists, and /proc lists our descriptors so that none leaks into a step."""
+
+_SPAWN_DEFAULT_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s is not None
+)
+
+
+def _inheritable_descriptors(*, exclude: set[int]) -> list[int]:
+    """Open descriptors above 2 that a child would inherit (not close-on-exec)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd in exclude:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:
+            continue  # the listing's own descriptor, already closed
+    return found
+
+
+def _spawn_direct(
+    argv: Sequence[str], *, executable: str | None, env: Mapping[str, str], with_stdin: bool
+) -> _SpawnedProcess:
+    """Start a step's process with posix_spawn, on this thread, in a new session.
+
+    trio.lowlevel.open_process runs subprocess.Popen in a worker thread; posix_spawn (vfork
+    and exec in the C library) needs no thread hop and no Python between fork and exec, which is
+    most of a short step's cost. Python's descriptors are non-inheritable (PEP 446); any other
+    inheritable one (inherited by the agent from its own parent, or opened by a C library) is
+    closed in the child, as Popen's close_fds does, so only the three pipes reach the step. The
+    signals Popen restores (SIGPIPE, SIGXFSZ) are reset to their defaults and the signal mask is
+    cleared, as Popen does. Needs an absolute executable path.
+    """
+    program = executable or argv[0]
+    if not os.path.isabs(program):
+        raise ValueError(f"posix_spawn needs an absolute path, not {program!r}")
+    fds: list[int] = []
+    try:
+        out_r, out_w = os.pipe()
+        fds += [out_r, out_w]
+        err_r, err_w = os.pipe()
+        fds += [err_r, err_w]
+        if with_stdin:
+            in_r, in_w = os.pipe()
+            fds += [in_r, in_w]
+        else:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+            fds.append(in_r)
+        leaked = _inheritable_descriptors(exclude={in_r, out_w, err_w})
+        pid = os.posix_spawn(
+            program,
+            list(argv),
+            dict(env),
+            file_actions=[
+                *((os.POSIX_SPAWN_CLOSE, fd) for fd in leaked),
+                (os.POSIX_SPAWN_DUP2, in_r, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+            setsid=True,
+            setsigdef=_SPAWN_DEFAULT_SIGNALS,
+            setsigmask=(),
+        )
+    except BaseException:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        raise
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    return _SpawnedProcess(
+        pid,
+        trio.lowlevel.FdStream(in_w) if with_stdin else None,
+        trio.lowlevel.FdStream(out_r),
+        trio.lowlevel.FdStream(err_r),
     )
 
 

@@ -739,3 +739,33 @@ async def test_plan_of_a_command_runs_nothing(shell: ShellAdapter, tmp_path: Pat
     assert plan.summary == f"would run: /bin/sh -c {shlex.quote(command)}"
     await trio.sleep(0.05)
     assert not (tmp_path / MARKER_NAME).exists()
+
+
+def _proc_status_mask(stdout: str, field: str) -> int:
+    line = next(line for line in stdout.splitlines() if line.startswith(field + ":"))
+    return int(line.split()[1], 16)
+
+
+@pytest.mark.parametrize("cwd", [None, "/"])  # posix_spawn path, and the Popen path (cwd)
+async def test_child_starts_with_default_signals_and_no_agent_descriptors(cwd: str | None) -> None:
+    inputs: dict[str, Any] = {"command": "cat /proc/self/status; echo FDS; ls /proc/self/fd"}
+    if cwd:
+        inputs["cwd"] = cwd
+    with open("/dev/null", "rb") as agent_file:  # an open descriptor of the agent's own
+        result = await run(ShellAdapter(), inputs)
+        agent_fd = agent_file.fileno()
+    ignored = _proc_status_mask(result["stdout"], "SigIgn")
+    blocked = _proc_status_mask(result["stdout"], "SigBlk")
+    assert not ignored & (1 << (signal.SIGPIPE - 1)), "SIGPIPE must be default, as Popen leaves it"
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+    assert blocked == 0
+    fds = {int(x) for x in result["stdout"].split("FDS\n", 1)[1].split()}
+    # 0-2 are the step's pipes and 3 is ls's own handle on /proc/self/fd; nothing of the agent's
+    assert fds <= {0, 1, 2, 3}, fds
+    assert agent_fd > 3
+
+
+async def test_yes_into_head_ends_by_sigpipe() -> None:
+    result = await run(ShellAdapter(), {"command": "yes | head -n 2; echo done"})
+    assert result["stdout"] == "y\ny\ndone\n"
+    assert "Broken pipe" not in result["stderr"]  # yes died of SIGPIPE, not of an EPIPE error
