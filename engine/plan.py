@@ -88,6 +88,8 @@ def render_plan_text(plan: dict[str, Any]) -> str:
         else:
             detail = "not reached"
         lines.append(prefix + str(detail))
+        for i, item in enumerate(s.get("items") or []):
+            lines.append(f"        [{i}] {item.get('summary', '')}")
         if s.get("diff"):
             lines.extend("        " + line for line in str(s["diff"]).splitlines())
     if plan["rollback"]:

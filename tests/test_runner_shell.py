@@ -129,3 +129,21 @@ async def test_secret_values_absent_from_every_output(tmp_path: Path) -> None:
     assert secret not in events and secret not in record
     assert "connecting with ***" in events  # the log line, redacted
     assert str(runner.state.steps["fail"].status) == "failed"
+
+
+async def test_dry_run_plan_text_shows_each_simulated_item(tmp_path: Path) -> None:
+    from wpk.engine.plan import render_plan_text
+
+    wf = workflow(f"""
+        steps:
+          - id: clean
+            uses: shell.run
+            for_each: ["{tmp_path}/a", "{tmp_path}/b c"]
+            rollback: none
+            with: {{argv: ["rm", "-rf", "--", "{{{{ item }}}}"]}}
+    """)
+    runner, _ = await run(wf, dry_run=True)
+    text = render_plan_text(build_plan(wf, runner.state))
+    assert f"[0] would run: rm -rf -- {tmp_path}/a" in text
+    assert f"[1] would run: rm -rf -- '{tmp_path}/b c'" in text
+    assert "Rollback plan: nothing to undo" in text
