@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .cli import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?")
 
 
@@ -158,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.summary(state)
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if str(state.status) == "completed" else EXIT_FAILED
+    return EXIT_OK if str(state.status) == "completed" else EXIT_INVALID
 
 
 def safe_line(text: str) -> str:

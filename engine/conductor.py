@@ -51,7 +51,7 @@ class Conductor:
     def initial(self) -> list[Command]:
         return [StartStep(s.id) for s in self.workflow.steps if not s.needs]
 
-    def on_finished(self, step_id: str, status: StepStatus, *, reason: str | None = None) -> list[Command]:
+    def on_finished(self, step_id: str, status: StepStatus) -> list[Command]:
         """A main step reached a final status; return the steps this unblocks."""
         self.finished += 1
         step = self.workflow.step(step_id)
@@ -129,18 +129,9 @@ def compensation_plan(
         record = state.steps.get(step.id)
         if record is None or record.completed_seq is None:
             continue
-        items: tuple[int, ...] = ()
-        if record.items is not None:
-            items = tuple(
-                sorted(
-                    (i for i, it in record.items.items() if it.status is StepStatus.COMPLETED), reverse=True
-                )
-            )
-            if record.status is StepStatus.FAILED and items:
-                pass
-            elif record.status not in wanted:
-                continue
-        elif record.status not in wanted:
+        done = (i for i, it in (record.items or {}).items() if it.status is StepStatus.COMPLETED)
+        items = tuple(sorted(done, reverse=True))
+        if record.status not in wanted and not (record.status is StepStatus.FAILED and items):
             continue
         kind = _needs_compensation(step, record.read_only)
         if kind is None:

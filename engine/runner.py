@@ -24,7 +24,7 @@ from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Out
 
 from .conductor import Compensation, CompensationKind, Conductor, SkipStep, StartStep, compensation_plan
 from .events import Event, EventType
-from .model import ActionCall, RetryPolicy, Step, StepKind, Workflow
+from .model import ActionCall, RetryPolicy, Step, Workflow
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
 from .secrets import Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
@@ -287,7 +287,7 @@ class Runner:
 
     def _finished(self, step_id: str) -> None:
         record = self.state.step(step_id)
-        for command in self.conductor.on_finished(step_id, record.status, reason=record.reason):
+        for command in self.conductor.on_finished(step_id, record.status):
             self._dispatch(command)
 
     async def _main_step(self, step: Step) -> None:
@@ -734,4 +734,4 @@ def _plan_dict(plan: Plan | None, inputs: Any) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AdapterPool", "RunOptions", "Runner", "StepKind"]
+__all__ = ["AdapterPool", "RunOptions", "Runner"]

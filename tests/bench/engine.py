@@ -188,25 +188,16 @@ def main() -> None:
     repeat = 1 if args.quick else 3
     out: dict[str, object] = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"}
 
-    chain = compile_text(chain_yaml(n))
-    engine_chain = best(lambda: run_engine(chain), repeat)
-    base_chain = best(lambda: bare_chain(n), repeat)
-    out["chain"] = {
-        "steps": n,
-        "engine_us_per_step": round(engine_chain / n * 1e6, 1),
-        "bare_trio_us_per_step": round(base_chain / n * 1e6, 1),
-        "ratio": round(engine_chain / base_chain, 2),
-    }
-
-    fan = compile_text(fanout_yaml(n))
-    engine_fan = best(lambda: run_engine(fan), repeat)
-    base_fan = best(lambda: bare_fanout(n), repeat)
-    out["fanout"] = {
-        "steps": n,
-        "engine_us_per_step": round(engine_fan / n * 1e6, 1),
-        "bare_trio_us_per_step": round(base_fan / n * 1e6, 1),
-        "ratio": round(engine_fan / base_fan, 2),
-    }
+    for name, make_yaml, bare in (("chain", chain_yaml, bare_chain), ("fanout", fanout_yaml, bare_fanout)):
+        wf = compile_text(make_yaml(n))
+        engine_s = best(lambda: run_engine(wf), repeat)  # noqa: B023 - called within this iteration
+        bare_s = best(lambda: bare(n), repeat)  # noqa: B023
+        out[name] = {
+            "steps": n,
+            "engine_us_per_step": round(engine_s / n * 1e6, 1),
+            "bare_trio_us_per_step": round(bare_s / n * 1e6, 1),
+            "ratio": round(engine_s / bare_s, 2),
+        }
 
     sh = compile_text(shell_yaml(shells))
     times = interleaved(
