@@ -13,10 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from .exitcodes import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 
 
 def version() -> str:
@@ -108,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # last line of defence: one line, never a traceback at a user
         print(f"wpk: internal error: {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
-        return 70
+        return EXIT_INTERNAL
     return code
 
 

@@ -11,7 +11,9 @@ ourselves with an explicit stack, in one pass:
 1. size: refused before anything is decoded (and, in `load_file`, before anything is read);
 2. encoding: strict UTF-8 (a leading BOM is skipped), no control characters;
 3. every event passes the depth gate (`_bounded_events`) *before* the composer sees it, so a
-   100,000-deep `[[[[` is refused at the 65th bracket after a few dozen events;
+   100,000-deep `[[[[` is refused at the 65th bracket after a few dozen events; a file whose flow
+   brackets nest that deep (`_flow_depth_crossing`) is parsed only up to that bracket, because
+   libyaml reads brackets ahead of its events and newer releases refuse deep nesting themselves;
 4. the composer refuses anchors, aliases, tags, a second document, non-string and duplicate keys,
    and resolves plain scalars by the YAML 1.2 core schema (`_resolve_plain`).
 
@@ -242,6 +244,18 @@ def load_bytes(
         raise _too_large(path, f"file is {len(data)} bytes", max_bytes)
     text = _decode(bytes(data), path)
     try:
+        crossing = _flow_depth_crossing(text, max_depth)
+        if crossing is not None:
+            # Parse only up to the bracket that crosses the limit: the gate refuses it there, with
+            # wpk's message, before any parser can read ahead to a limit of its own. Should the
+            # count have been fooled (the gate stays silent), the whole text is read as usual.
+            try:
+                _Composer(path, max_depth).compose(text[: crossing + 1])
+            except LoadError as exc:
+                if exc.diagnostic.code != "yaml-syntax":  # the gate, or a refusal before the cut
+                    raise
+            except yaml.YAMLError:
+                pass  # the cut itself ends the text mid-collection
         return _Composer(path, max_depth).compose(text)
     except LoadError:
         raise
@@ -340,6 +354,74 @@ def _c_parser_factory() -> Callable[[str], _EventSource] | None:
 
 _make_parser: Callable[[str], _EventSource] = _c_parser_factory() or _PurePythonParser
 """The event source used; tests switch it to `_PurePythonParser` to cover the fallback."""
+
+
+_FLOW_SIGNIFICANT = re.compile(r"[\[\]{}'\"#]")
+_AFTER_BLOCK_INDICATOR = frozenset(" \t\r\n:-?,[{")
+
+
+def _flow_depth_crossing(text: str, max_depth: int) -> int | None:
+    """Where flow collections first nest deeper than `max_depth`: the index of that bracket, or None.
+
+    libyaml's scanner reads flow brackets ahead of the events it emits (up to 1,024 characters on
+    one line, for a possible simple key), and the libyaml in PyYAML 6.0.4 refuses 1,000 levels
+    itself, with its own message, before our event gate sees the 65th. So before choosing a parser
+    we count flow depth in one pass over the few characters that matter: `[`/`{` opens (in block
+    context only where a collection can start: after a space, a line start or an indicator),
+    `]`/`}` closes inside a flow collection, and comments and one-line quoted scalars are skipped.
+    The count is exact for ordinary YAML; what could fool it (tags before a quote, quoted scalars
+    spanning lines) cannot fit 1,000 levels into libyaml's 1,024-character window, and past that
+    window events flow and the gate decides anyway.
+    """
+    if text.count("[") + text.count("{") <= max_depth:
+        return None  # the common case: not enough brackets in the whole file
+    depth = 0
+    pos = 0
+    search = _FLOW_SIGNIFICANT.search
+    while (match := search(text, pos)) is not None:
+        i = match.start()
+        char = text[i]
+        pos = i + 1
+        before = text[i - 1] if i else "\n"
+        if char == "[" or char == "{":
+            if depth or before in _AFTER_BLOCK_INDICATOR:
+                depth += 1
+                if depth > max_depth:
+                    return i
+        elif char == "]" or char == "}":
+            if depth:
+                depth -= 1
+        elif before not in _AFTER_BLOCK_INDICATOR:
+            continue  # a quote or `#` inside a plain scalar is just a character
+        elif char == "#":
+            pos = _line_end(text, i)
+        else:
+            end = _quoted_end(text, i, _line_end(text, i))
+            if end is not None:
+                pos = end + 1
+    return None
+
+
+def _line_end(text: str, start: int) -> int:
+    ends = [e for e in (text.find("\n", start), text.find("\r", start)) if e != -1]
+    return min(ends) if ends else len(text)
+
+
+def _quoted_end(text: str, start: int, limit: int) -> int | None:
+    """Index of the quote that closes the scalar opened at `start`, if it closes before `limit`."""
+    quote = text[start]
+    i = start + 1
+    while (j := text.find(quote, i, limit)) != -1:
+        if quote == "'":
+            if text.startswith("''", j):
+                i = j + 2
+                continue
+            return j
+        run = text[i:j]
+        if (len(run) - len(run.rstrip("\\"))) % 2 == 0:  # not an escaped `\"`
+            return j
+        i = j + 1
+    return None
 
 
 def _bounded_events(text: str, max_depth: int, path: str) -> Generator[Any, None, None]:

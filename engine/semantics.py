@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from wpk.adapters import registry
 from wpk.adapters.base import Inverse
-from wpk.adapters.envpolicy import forbidden_env_key
+from wpk.adapters.guards.envpolicy import forbidden_env_key
 
 from .diagnostics import Diagnostic, error, warning
 from .loader import PathT, SourceDoc

@@ -29,8 +29,8 @@ import httpcore
 import pytest
 import trio
 
-from wpk.adapters import api_inputs
 from wpk.adapters.api import ApiAdapter
+from wpk.adapters.api import inputs as api_inputs
 from wpk.adapters.base import Adapter, AdapterError, InputError, NotReversible, Outcome, StepContext
 
 MiB = 1 << 20

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from wpk.adapters.bounded_body import (
+from wpk.adapters.guards.bounded_body import (
     BodyDecodeError,
     BodyTooLarge,
     BoundedBody,

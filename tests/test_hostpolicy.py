@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wpk.adapters.hostpolicy import (
+from wpk.adapters.guards.hostpolicy import (
     HostDenied,
     HostPolicy,
     check_address,

@@ -27,11 +27,11 @@ from k8s_double.api import Request
 
 from wpk.adapters.base import Adapter, AdapterError, InputError, NotReversible, Outcome, StepContext
 from wpk.adapters.k8s import KubernetesAdapter
-from wpk.adapters.k8s_client import connect, is_conflict, status_error
-from wpk.adapters.k8s_diff import changed_lines, clean, unified_diff
-from wpk.adapters.k8s_jsonpath import JsonPathError, evaluate, holds, parse
-from wpk.adapters.k8s_resources import Resolver, builtin, check_name
-from wpk.adapters.k8s_rollout import (
+from wpk.adapters.k8s.client import connect, is_conflict, status_error
+from wpk.adapters.k8s.diff import changed_lines, clean, unified_diff
+from wpk.adapters.k8s.jsonpath import JsonPathError, evaluate, holds, parse
+from wpk.adapters.k8s.resources import Resolver, builtin, check_name
+from wpk.adapters.k8s.rollout import (
     RolloutFailed,
     UnsupportedKind,
     available_status,

@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 import trio
 
-from wpk.adapters import process
 from wpk.adapters.base import Adapter, AdapterError, InputError, Inverse, NotReversible, Outcome, StepContext
-from wpk.adapters.shell import FORBIDDEN_ENV, MAX_ARG_BYTES, ShellAdapter, forbidden_env_key
+from wpk.adapters.shell import FORBIDDEN_ENV, MAX_ARG_BYTES, ShellAdapter, forbidden_env_key, process
 
 Logs = list[tuple[str, str]]
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from wpk import schemas
 
-from .base import (
+from ..base import (
     ActionInfo,
     AdapterError,
     InputError,
@@ -37,7 +37,7 @@ from .base import (
     StepContext,
     infos_from_schemas,
 )
-from .envpolicy import FORBIDDEN_ENV, RESERVED_ENV, forbidden_env_key
+from ..guards.envpolicy import FORBIDDEN_ENV, RESERVED_ENV, forbidden_env_key
 from .process import Completed, Limits, SpawnError, StuckProcess, decode_output, run_in_group
 
 __all__ = ["FORBIDDEN_ENV", "RESERVED_ENV", "ShellAdapter", "forbidden_env_key"]

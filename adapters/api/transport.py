@@ -20,7 +20,7 @@ import httpcore
 import httpx
 import trio
 
-from wpk.adapters import hostpolicy
+from wpk.adapters.guards import hostpolicy
 
 
 class CheckingBackend(httpcore.AsyncNetworkBackend):

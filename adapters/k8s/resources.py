@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .base import AdapterError, InputError
+from ..base import AdapterError, InputError
 
 Fetch = Callable[[str], Awaitable[dict[str, Any]]]
 """GET a discovery path and return its JSON (KubeClient.request bound to GET)."""

@@ -28,8 +28,9 @@ from typing import Any, NoReturn
 import httpx
 import trio
 
-from wpk.adapters import api_inputs, api_transport, bounded_body, hostpolicy
-from wpk.adapters.api_inputs import RequestSpec, display_url
+from wpk.adapters.api import inputs as api_inputs
+from wpk.adapters.api import transport as api_transport
+from wpk.adapters.api.inputs import RequestSpec, display_url
 from wpk.adapters.base import (
     ActionInfo,
     AdapterError,
@@ -40,6 +41,7 @@ from wpk.adapters.base import (
     StepContext,
     infos_from_schemas,
 )
+from wpk.adapters.guards import bounded_body, hostpolicy
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 10

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .base import AdapterError, InputError
-from .k8s_client import KubeClient
-from .k8s_diff import strip_managed_fields
-from .k8s_resources import Resource
+from ..base import AdapterError, InputError
+from .client import KubeClient
+from .diff import strip_managed_fields
+from .resources import Resource
 
 FIELD_MANAGER = "wpk"
 DRY_RUN = ("dryRun", "All")

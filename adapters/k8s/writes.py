@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .base import AdapterError, InputError, NotReversible, Plan, StepContext
-from .k8s_client import (
+from ..base import AdapterError, InputError, NotReversible, Plan, StepContext
+from .client import (
     APPLY_PATCH,
     JSON_PATCH,
     MERGE_PATCH,
@@ -25,8 +25,8 @@ from .k8s_client import (
     KubeClient,
     retry_conflicts,
 )
-from .k8s_diff import changed_lines, clean, strip_managed_fields, unified_diff
-from .k8s_target import FIELD_MANAGER, Target, boolean, dry_run_query, integer, resolve_target, text
+from .diff import changed_lines, clean, strip_managed_fields, unified_diff
+from .target import FIELD_MANAGER, Target, boolean, dry_run_query, integer, resolve_target, text
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 PATCH_TYPES = {"merge": MERGE_PATCH, "strategic": STRATEGIC_MERGE_PATCH, "json": JSON_PATCH}

@@ -14,11 +14,11 @@ from typing import Any
 
 import trio
 
-from .base import AdapterError, InputError, StepContext
-from .k8s_client import KubeClient
-from .k8s_diff import strip_managed_fields
-from .k8s_jsonpath import JsonPathError, evaluate, holds, parse, render
-from .k8s_rollout import (
+from ..base import AdapterError, InputError, StepContext
+from .client import KubeClient
+from .diff import strip_managed_fields
+from .jsonpath import JsonPathError, evaluate, holds, parse, render
+from .rollout import (
     Progress,
     RolloutFailed,
     UnsupportedKind,
@@ -26,7 +26,7 @@ from .k8s_rollout import (
     ready_status,
     rollout_status,
 )
-from .k8s_target import Target, boolean, integer, resolve_target, text, with_type
+from .target import Target, boolean, integer, resolve_target, text, with_type
 
 DEFAULT_MAX_LOG_BYTES = 1024 * 1024
 CONDITIONS: dict[str, Callable[[str, Mapping[str, Any]], Progress]] = {

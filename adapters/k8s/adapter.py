@@ -25,11 +25,11 @@ from typing import Any, ClassVar
 
 import trio
 
-from .base import ActionInfo, AdapterError, InputError, Outcome, Plan, StepContext, infos_from_schemas
-from .k8s_client import KubeClient, connect
-from .k8s_reads import events, get, logs, wait
-from .k8s_target import text
-from .k8s_writes import (
+from ..base import ActionInfo, AdapterError, InputError, Outcome, Plan, StepContext, infos_from_schemas
+from .client import KubeClient, connect
+from .reads import events, get, logs, wait
+from .target import text
+from .writes import (
     Change,
     apply,
     compensate_scale,

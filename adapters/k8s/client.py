@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import trio
 import yaml
 
-from .base import AdapterError
-from .k8s_resources import Resolver, Resource
+from ..base import AdapterError
+from .resources import Resolver, Resource
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """An API answer larger than this is refused rather than parsed (bound every input)."""
