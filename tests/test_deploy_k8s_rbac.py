@@ -164,7 +164,7 @@ def forbidden(call: Any) -> dict[str, Any]:
     with pytest.raises(ApiException) as caught:
         call()
     assert caught.value.status == 403, caught.value
-    return dict(json.loads(caught.value.body))
+    return dict(json.loads(str(caught.value.body)))
 
 
 def deployment(name: str) -> dict[str, Any]:
@@ -192,7 +192,7 @@ def test_a_service_account_token_is_authorized_by_its_role_bindings_only(k8s: K8
     k8s.create(deployment("web"))
     k8s.wait_converged()
     # A TokenRequest over HTTP, as the kubelet asks for a projected token.
-    admin = client.CoreV1Api(k8s.api_client())
+    admin: Any = client.CoreV1Api(k8s.api_client())  # models read as Any, as in test_k8s_double
     answer = admin.create_namespaced_service_account_token(
         ACCOUNT,
         NAMESPACE,
@@ -202,8 +202,8 @@ def test_a_service_account_token_is_authorized_by_its_role_bindings_only(k8s: K8
     )
     token = answer.status.token
     assert token
-    apps = client.AppsV1Api(as_user(k8s, token))
-    core = client.CoreV1Api(as_user(k8s, token))
+    apps: Any = client.AppsV1Api(as_user(k8s, token))
+    core: Any = client.CoreV1Api(as_user(k8s, token))
 
     # Nothing is granted yet; the message is kube-apiserver's.
     status = forbidden(lambda: apps.read_namespaced_deployment("web", NAMESPACE))
@@ -296,7 +296,7 @@ def test_an_apply_that_creates_needs_create_as_well_as_patch(k8s: K8sDouble) -> 
         }
     )
     k8s.create(deployment("old"))
-    apps = client.AppsV1Api(as_user(k8s, k8s.service_account_token(ACCOUNT, NAMESPACE)))
+    apps: Any = client.AppsV1Api(as_user(k8s, k8s.service_account_token(ACCOUNT, NAMESPACE)))
 
     def apply(name: str) -> Any:
         return apps.patch_namespaced_deployment(
@@ -315,7 +315,7 @@ def test_an_apply_that_creates_needs_create_as_well_as_patch(k8s: K8sDouble) -> 
 
 def test_rbac_objects_are_validated_like_the_real_server(k8s: K8sDouble) -> None:
     k8s.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    rbac = client.RbacAuthorizationV1Api(k8s.api_client())
+    rbac: Any = client.RbacAuthorizationV1Api(k8s.api_client())
     with pytest.raises(ApiException) as caught:
         rbac.create_namespaced_role(
             NAMESPACE,
@@ -330,7 +330,7 @@ def test_rbac_objects_are_validated_like_the_real_server(k8s: K8sDouble) -> None
             },
         )
     assert caught.value.status == 422
-    causes = {c["field"] for c in json.loads(caught.value.body)["details"]["causes"]}
+    causes = {c["field"] for c in json.loads(str(caught.value.body))["details"]["causes"]}
     assert causes == {"rules[0].verbs", "rules[1].nonResourceURLs"}
     with pytest.raises(ApiException) as caught:
         rbac.create_namespaced_role_binding(
@@ -346,10 +346,11 @@ def test_rbac_objects_are_validated_like_the_real_server(k8s: K8sDouble) -> None
             },
         )
     assert caught.value.status == 422
-    causes = {c["field"] for c in json.loads(caught.value.body)["details"]["causes"]}
+    causes = {c["field"] for c in json.loads(str(caught.value.body))["details"]["causes"]}
     assert causes == {"roleRef.kind", "subjects[0].apiGroup"}
     # A Secret's stringData is write-only: stored base64 in data.
-    secret = client.CoreV1Api(k8s.api_client()).create_namespaced_secret(
+    core: Any = client.CoreV1Api(k8s.api_client())
+    secret = core.create_namespaced_secret(
         NAMESPACE,
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"token": "abc"}},
     )

@@ -170,7 +170,7 @@ def test_the_dry_run_refuses_a_broken_deployment(k8s: K8sDouble, breakage: Any, 
     with pytest.raises(ApiException) as caught:
         apply(k8s, broken, dry_run=True)
     assert caught.value.status == 422
-    assert field in json.loads(caught.value.body)["message"]
+    assert field in json.loads(str(caught.value.body))["message"]
 
 
 # -- the sidecar container -------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_wpk_runs_as_a_sidecar_beside_the_application() -> None:
 def _probe_port(cont: dict[str, Any], port: int | str) -> int:
     if isinstance(port, int):
         return port
-    return next(p["containerPort"] for p in cont["ports"] if p.get("name") == port)
+    return int(next(p["containerPort"] for p in cont["ports"] if p.get("name") == port))
 
 
 def test_liveness_and_readiness_probe_health_on_the_sidecar_port() -> None:

@@ -194,7 +194,7 @@ class K8sDouble:
         )
         return self.store.create(rt, manifest, namespace=namespace, manager=field_manager)
 
-    def get(self, kind: str, name: str, namespace: str = "default") -> dict[str, Any] | None:
+    def get(self, kind: str, name: str, namespace: str | None = "default") -> dict[str, Any] | None:
         """The stored object (kind: `Deployment`, `deployment`, `deploy`, `deployments.apps`, …) or None."""
         return self.store.get(by_kind(kind), namespace, name)
 
