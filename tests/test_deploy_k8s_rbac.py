@@ -144,6 +144,18 @@ def test_the_role_is_exactly_what_the_example_runbooks_use_by_their_actions() ->
     assert needed - role == set(), "the runbooks need more than the Role grants"
 
 
+def test_the_operations_page_lists_exactly_the_role() -> None:
+    """docs/operations.md's RBAC table (one row per verb group) says what 20-rbac.yaml grants."""
+    text = (DEPLOY.parent.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = text[text.index("| API group | resource | verbs | used by |") :].split("\n\n")[0]
+    listed: set[Permission] = set()
+    for row in table.splitlines()[2:]:
+        group, resource, verbs = (cell.strip().strip("`") for cell in row.strip("|").split("|")[:3])
+        for verb in verbs.split(","):
+            listed.add(("" if group == "(core)" else group, resource, verb.strip().strip("`")))
+    assert listed == role_permissions()
+
+
 # -- the double's RBAC, through the official client ------------------------------------------------
 
 
