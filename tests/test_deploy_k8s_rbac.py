@@ -409,6 +409,7 @@ def apply_for_real(k8s: K8sDouble) -> None:
         )
 
 
+@pytest.mark.slow  # eight `wpk` processes: 12-25 s on two shared cores
 def test_the_example_runbooks_run_as_the_sidecar_with_exactly_the_role(
     k8s: K8sDouble, tls: TlsFiles, tmp_path: Path
 ) -> None:
