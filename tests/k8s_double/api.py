@@ -2,8 +2,9 @@
 
 `Api.handle(Request) -> Response` routes a path the way the real server does
 (`/apis/apps/v1/namespaces/default/deployments/web/scale`), maps method + shape to a verb
-(list, create, get, replace, patch, delete, deletecollection, the `status`, `scale` and `log`
-subresources, watch), and answers JSON objects, lists or `Status` failures.
+(list, create, get, replace, patch, delete, deletecollection, the `status`, `scale`, `log` and
+`token` subresources, watch), authorizes it (RBAC, `rbac.py`) when it came from an authenticated
+user, and answers JSON objects, lists or `Status` failures.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import (
 )
 from .logs import PodLogs
 from .patches import PatchError
+from .rbac import Authenticator, Authorizer
 from .rest import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -47,7 +49,7 @@ from .rest import (
 )
 from .selectors import parse_field_selector, parse_label_selector
 from .store import Store, now_rfc3339
-from .subresources import handle_log, handle_scale
+from .subresources import handle_log, handle_scale, handle_token
 from .validation import check_type
 
 __all__ = ["Api", "Request", "Response", "Route"]
@@ -60,16 +62,23 @@ class Api:
         logs: PodLogs,
         server_address: Callable[[], str],
         watch_stream: Callable[[Request, Route, Callable[[dict[str, Any]], bool]], Response] | None = None,
+        *,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
         self._server_address = server_address
         self._watch_stream = watch_stream
+        self.authenticator = authenticator
+        self.authorizer = authorizer
 
     # -- entry point --------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
         try:
+            if self.authorizer is not None:
+                self.authorizer.authorize_request(request)
             return self._dispatch(request)
         except ApiError as error:
             return Response.error(error)
@@ -129,6 +138,7 @@ class Api:
             (sub == "status" and rt.has_status)
             or (sub == "scale" and rt.scalable)
             or (sub == "log" and rt.has_log)
+            or (sub == "token" and rt.has_token)
         ):
             raise path_not_found()
         if rt.namespaced and namespace is None and name is not None:
@@ -153,6 +163,10 @@ class Api:
             return handle_log(self.store, self.logs, request, route)
         if route.subresource == "scale":
             return handle_scale(self.store, request, route)
+        if route.subresource == "token":
+            if method != "POST" or self.authenticator is None:
+                raise method_not_allowed()
+            return handle_token(self.store, self.authenticator, request, route)
         if method in ("GET", "HEAD"):
             obj = self.store.require(route.rt, route.namespace, route.name)
             return Response.json(200, obj)
@@ -346,6 +360,8 @@ class Api:
         with self.store.transaction():
             live = self.store.get(rt, route.namespace, route.name)
             if live is None:
+                if self.authorizer is not None:
+                    self.authorizer.authorize_create_by_apply(request, route.name)
                 created = create_from_apply(applied, manager=manager, api_version=rt.api_version, now=now)
                 managed = created["metadata"].pop("managedFields", [])
                 obj = self.store.create(rt, created, namespace=route.namespace, manager=None, dry_run=True)

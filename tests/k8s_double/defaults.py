@@ -1,12 +1,14 @@
 """The defaults kube-apiserver fills in, for the fields an adapter is likely to read or diff.
 
 Kept small: replicas, rollout strategy, revision history, progress deadline, container pull policy,
-port protocols, service type. A dry-run diff against the live object therefore shows the same
-defaulted fields it would show against a real cluster.
+port protocols, service type, a Secret's type and its write-only `stringData`. A dry-run diff
+against the live object therefore shows the same defaulted fields it would show against a real
+cluster.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 
@@ -40,11 +42,24 @@ def _template(spec: dict[str, Any]) -> None:
             _pod_spec(template["spec"])
 
 
+def _secret(obj: dict[str, Any]) -> None:
+    """`type` defaults to Opaque; `stringData` is write-only: merged into `data` (base64), then dropped."""
+    obj.setdefault("type", "Opaque")
+    string_data = obj.pop("stringData", None)
+    if string_data:
+        data = obj.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+
+
 def apply_defaults(kind: str, obj: dict[str, Any]) -> None:
     """Fill defaults in place (the object has been checked to be a mapping with mapping `spec`)."""
     spec = obj.get("spec")
     if kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        return
+    if kind == "Secret":
+        _secret(obj)
         return
     if not isinstance(spec, dict):
         return

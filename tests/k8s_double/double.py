@@ -6,13 +6,15 @@
         k8s.wait_converged()
 
 It is a real HTTP server speaking the Kubernetes REST wire format (discovery, CRUD, the three
-patch types and server-side apply, `dryRun=All`, the `scale`/`status`/`log` subresources, label
-and field selectors, `Status` errors, a streaming watch), plus a simulated controller that rolls
-Deployments, StatefulSets, ReplicaSets and DaemonSets out into Pods and Events.
+patch types and server-side apply, `dryRun=All`, the `scale`/`status`/`log`/`token`
+subresources, label and field selectors, `Status` errors, a streaming watch, RBAC for
+ServiceAccount tokens), plus a simulated controller that rolls Deployments, StatefulSets,
+ReplicaSets and DaemonSets out into Pods and Events.
 
 Direct state access (`create`, `get`, `list`, `delete`) bypasses HTTP and is not recorded; every
-HTTP request is recorded in `requests`. Fault knobs: `fail_rollouts`, `heal_rollouts`,
-`set_pod_unready`, `set_pod_ready`, `pause_controller`/`resume_controller`.
+HTTP request is recorded in `requests`, every authorization decision in `decisions()`. Fault
+knobs: `fail_rollouts`, `heal_rollouts`, `set_pod_unready`, `set_pod_ready`,
+`pause_controller`/`resume_controller`.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from .api import Api
 from .controller import Controller
 from .errors import ApiError
 from .logs import PodLogs
+from .rbac import Authenticator, Authorizer, Decision
 from .resources import ResourceType, by_api_version_kind, by_kind
 from .server import HttpServer, RecordedRequest
 from .store import Store
 from .watch import WatchStreams
 
 Records = list[RecordedRequest]  # an alias: `list` is also a method name here
+Decisions = list[Decision]
 _READS = frozenset({"GET", "HEAD"})
 
 
@@ -56,8 +60,17 @@ class K8sDouble:
         self.logs = PodLogs()
         self.controller = Controller(self.store, converge_delay)
         self._watches = WatchStreams(self.store)
-        self.api = Api(self.store, self.logs, lambda: f"{self._host}:{self._port}", self._watches.stream)
-        self._http = HttpServer(self.api, token, host, port)
+        self.authenticator = Authenticator(self.store, token)
+        self.authorizer = Authorizer(self.store)
+        self.api = Api(
+            self.store,
+            self.logs,
+            lambda: f"{self._host}:{self._port}",
+            self._watches.stream,
+            authenticator=self.authenticator,
+            authorizer=self.authorizer,
+        )
+        self._http = HttpServer(self.api, self.authenticator, host, port)
         self._host, self._port = self._http.address
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
@@ -101,14 +114,25 @@ class K8sDouble:
     def url(self) -> str:
         return f"http://{self._host}:{self._port}"
 
-    def write_kubeconfig(self, path: str | Path, context: str = "double", namespace: str = "default") -> Path:
-        """Write a kubeconfig whose current context points at the double with the bearer token."""
+    def write_kubeconfig(
+        self,
+        path: str | Path,
+        context: str = "double",
+        namespace: str = "default",
+        *,
+        token: str | None = None,
+    ) -> Path:
+        """Write a kubeconfig whose current context points at the double with a bearer token.
+
+        The token is the admin's unless `token` says otherwise (e.g. a ServiceAccount's, from
+        `service_account_token`, to act as a pod with that account would).
+        """
         target = Path(path)
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
+            "users": [{"name": f"{context}-user", "user": {"token": token or self.token}}],
             "contexts": [
                 {
                     "name": context,
@@ -170,7 +194,7 @@ class K8sDouble:
         )
         return self.store.create(rt, manifest, namespace=namespace, manager=field_manager)
 
-    def get(self, kind: str, name: str, namespace: str = "default") -> dict[str, Any] | None:
+    def get(self, kind: str, name: str, namespace: str | None = "default") -> dict[str, Any] | None:
         """The stored object (kind: `Deployment`, `deployment`, `deploy`, `deployments.apps`, …) or None."""
         return self.store.get(by_kind(kind), namespace, name)
 
@@ -208,6 +232,23 @@ class K8sDouble:
 
     def clear_requests(self) -> None:
         self._http.clear_records()
+
+    # -- identities and RBAC ------------------------------------------------------------------
+
+    def service_account_token(self, name: str, namespace: str = "default") -> str:
+        """A bearer token for an existing ServiceAccount (as a TokenRequest or a pod mount gives).
+
+        Requests with it are authorized by RBAC (the Roles its RoleBindings grant); it stops
+        working when the ServiceAccount is deleted. Raises `ApiError` 404 for a missing account.
+        """
+        return self.authenticator.mint(namespace, name)
+
+    def decisions(self) -> Decisions:
+        """Every authorization decision so far (user, attributes, allowed), in order."""
+        return self.authorizer.decisions()
+
+    def clear_decisions(self) -> None:
+        self.authorizer.clear()
 
     # -- pod logs -----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class ResourceType:
     has_generation: bool = False  # metadata.generation counts spec changes
     scalable: bool = False  # a `/scale` subresource (autoscaling/v1 Scale)
     has_log: bool = False  # pods/log
+    has_token: bool = False  # serviceaccounts/token (TokenRequest)
     # Field selectors the real server accepts for this type (besides metadata.name/namespace).
     field_labels: tuple[str, ...] = field(default=())
 
@@ -130,9 +131,19 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         has_status=True,
         field_labels=("status.phase",),
     ),
+    ResourceType(
+        "", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", short_names=("sa",), has_token=True
+    ),
+    ResourceType("", "v1", "secrets", "secret", "Secret", field_labels=("type",)),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "role", "Role"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding"),
 )
 
-GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"))
+GROUP_VERSIONS: tuple[tuple[str, str], ...] = (
+    ("", "v1"),
+    ("apps", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
+)
 
 
 class UnknownKind(LookupError):
@@ -210,6 +221,16 @@ def _subresource_entries(rt: ResourceType) -> Iterable[dict[str, Any]]:
             "namespaced": rt.namespaced,
             "kind": rt.kind,
             "verbs": ["get"],
+        }
+    if rt.has_token:
+        yield {
+            "name": f"{rt.plural}/token",
+            "singularName": "",
+            "namespaced": rt.namespaced,
+            "group": "authentication.k8s.io",
+            "version": "v1",
+            "kind": "TokenRequest",
+            "verbs": ["create"],
         }
 
 

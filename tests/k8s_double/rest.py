@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import ApiError, bad_request
 from .patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceType
+
+if TYPE_CHECKING:
+    from .rbac import Identity
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -33,6 +36,7 @@ class Request:
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]  # lower-cased names
     body: bytes
+    user: Identity | None = None  # who sent it (None: a direct call, not authorized)
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)

@@ -1,7 +1,8 @@
 """The HTTP side: a `ThreadingHTTPServer` on 127.0.0.1 in a background thread.
 
-It checks the bearer token, records every request (in arrival order of completion), hands the
-request to `Api`, and writes the answer. HTTP/1.1 with keep-alive, because urllib3 (under the
+It authenticates the bearer token (the admin's, or one minted for a ServiceAccount), records every
+request (in arrival order of completion), hands the request to `Api` (which authorizes it), and
+writes the answer. HTTP/1.1 with keep-alive, because urllib3 (under the
 official client) pools connections; stopping the server also shuts the kept-alive sockets so no
 thread or socket outlives the double.
 """
@@ -9,7 +10,6 @@ thread or socket outlives the double.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import socket
 import threading
@@ -20,6 +20,7 @@ from typing import Any
 
 from .api import Api
 from .errors import unauthorized
+from .rbac import Authenticator, Identity
 from .rest import Request, Response
 
 
@@ -34,6 +35,7 @@ class RecordedRequest:
     body: Any  # parsed JSON / YAML when the body was structured, else the text, None when empty
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # the authenticated user name (None: 401)
 
     @property
     def dry_run(self) -> bool:
@@ -65,10 +67,10 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: Api, token: str) -> None:
+    def __init__(self, address: tuple[str, int], api: Api, authenticator: Authenticator) -> None:
         super().__init__(address, _Handler)
         self.api = api
-        self.token = token.encode()
+        self.authenticator = authenticator
         self.records: list[RecordedRequest] = []
         self.records_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -106,12 +108,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request stderr lines; `K8sDouble.requests` is the record."""
 
-    def _authorized(self) -> bool:
+    def _authenticate(self) -> Identity | None:
         header = self.headers.get("Authorization", "")
         scheme, _, credential = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credential.strip().encode(), self.server.token
-        )
+        if scheme.lower() != "bearer":
+            return None
+        return self.server.authenticator.authenticate(credential.strip())
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -121,12 +123,20 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(split.path)
         content_type = self.headers.get("Content-Type")
         headers = {k.lower(): v for k, v in self.headers.items()}
-        if self._authorized():
-            response = self.server.api.handle(Request(self.command, path, query, headers, raw))
+        user = self._authenticate()
+        if user is not None:
+            response = self.server.api.handle(Request(self.command, path, query, headers, raw, user))
         else:
             response = Response.error(unauthorized())
         record = RecordedRequest(
-            self.command, path, query, content_type, _parse_body(raw, content_type), response.status, headers
+            self.command,
+            path,
+            query,
+            content_type,
+            _parse_body(raw, content_type),
+            response.status,
+            headers,
+            user.name if user is not None else None,
         )
         with self.server.records_lock:
             self.server.records.append(record)
@@ -162,8 +172,10 @@ class _Handler(BaseHTTPRequestHandler):
 class HttpServer:
     """Owns the listening socket and its serving thread."""
 
-    def __init__(self, api: Api, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = _Server((host, port), api, token)
+    def __init__(
+        self, api: Api, authenticator: Authenticator, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self._server = _Server((host, port), api, authenticator)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

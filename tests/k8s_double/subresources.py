@@ -1,14 +1,16 @@
-"""The `scale` and `log` subresources.
+"""The `scale`, `log` and `token` subresources.
 
 `scale` reads and writes `spec.replicas` of a Deployment, StatefulSet or ReplicaSet as an
-`autoscaling/v1` Scale (GET, PUT, and the three non-apply patches); `log` renders pod logs.
+`autoscaling/v1` Scale (GET, PUT, and the three non-apply patches); `log` renders pod logs;
+`token` (POST an `authentication.k8s.io/v1` TokenRequest to a ServiceAccount) mints a bearer
+token that authenticates as that ServiceAccount.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     STALE,
@@ -37,6 +39,9 @@ from .rest import (
 )
 from .selectors import selector_string
 from .store import Store
+
+if TYPE_CHECKING:
+    from .rbac import Authenticator
 
 
 def scale_of(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,3 +150,38 @@ def handle_log(store: Store, logs: PodLogs, request: Request, route: Route) -> R
             )
     text = logs.read(route.namespace, pod, query)
     return Response(200, text.encode(), "text/plain")
+
+
+def handle_token(store: Store, authenticator: Authenticator, request: Request, route: Route) -> Response:
+    """`POST serviceaccounts/<name>/token`: a TokenRequest answered with a minted token (201)."""
+    assert route.name is not None and route.namespace is not None
+    body = decode_body(request) if request.body else {}
+    if not isinstance(body, dict) or body.get("kind", "TokenRequest") != "TokenRequest":
+        raise bad_request("the body of the request is not a TokenRequest object")
+    spec = body.get("spec") or {}
+    seconds = spec.get("expirationSeconds", 3600)
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 600:
+        raise invalid(
+            "TokenRequest",
+            "authentication.k8s.io",
+            route.name,
+            [
+                invalid_value(
+                    "spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes"
+                )
+            ],
+        )
+    store.require(route.rt, route.namespace, route.name)
+    token = "" if dry_run_requested(request) else authenticator.mint(route.namespace, route.name)
+    expires = (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    answer = {
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": route.name, "namespace": route.namespace},
+        "spec": {
+            "audiences": spec.get("audiences") or ["https://kubernetes.default.svc"],
+            "expirationSeconds": seconds,
+        },
+        "status": {"token": token, "expirationTimestamp": expires},
+    }
+    return Response.json(201, answer)

@@ -7,8 +7,11 @@ field). The double does the same split, for the fields its resources use.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import Cause, bad_request, invalid, invalid_value, required
@@ -67,6 +70,47 @@ def check_type(rt: ResourceType, obj: Any) -> None:
             not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values())
         ):
             raise bad_request("json: cannot unmarshal into Go struct field ConfigMap.data of type string")
+    if rt.kind == "Secret":
+        _check_secret_type(obj)
+    if rt.kind == "Role":
+        _check_list_of_objects(obj, "rules", "Role.rules", "PolicyRule")
+    if rt.kind == "RoleBinding":
+        _check_list_of_objects(obj, "subjects", "RoleBinding.subjects", "Subject")
+        if obj.get("roleRef") is not None and not isinstance(obj["roleRef"], dict):
+            raise bad_request(
+                "json: cannot unmarshal into Go struct field RoleBinding.roleRef of type RoleRef"
+            )
+
+
+def _check_secret_type(obj: Mapping[str, Any]) -> None:
+    """`data` is map[string][]byte (base64 in JSON), `stringData` map[string]string."""
+    for key in ("data", "stringData"):
+        value = obj.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise bad_request(f"json: cannot unmarshal into Go struct field Secret.{key} of type string")
+    for encoded in (obj.get("data") or {}).values():
+        try:
+            base64.b64decode(encoded, validate=True)
+        except (ValueError, binascii.Error):
+            raise bad_request(
+                'Secret in version "v1" cannot be handled as a Secret: illegal base64 data'
+            ) from None
+
+
+def _check_list_of_objects(obj: Mapping[str, Any], key: str, where: str, item: str) -> None:
+    value = obj.get(key)
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise bad_request(f"json: cannot unmarshal into Go struct field {where} of type []v1.{item}")
+    for entry in value:
+        for field_name, field_value in entry.items():
+            if isinstance(field_value, list) and not all(isinstance(v, str) for v in field_value):
+                raise bad_request(
+                    f"json: cannot unmarshal into Go struct field {item}.{where}.{field_name} of type string"
+                )
 
 
 def _name_causes(rt: ResourceType, meta: Mapping[str, Any]) -> list[Cause]:
@@ -165,7 +209,157 @@ def _template_causes(spec: Mapping[str, Any], *, needs_selector: bool) -> list[C
             )
         )
     pod_spec = template.get("spec")
-    causes += _container_causes("spec.template.spec.containers", (pod_spec or {}).get("containers"))
+    causes += _pod_spec_causes("spec.template.spec", pod_spec if isinstance(pod_spec, dict) else {})
+    return causes
+
+
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
+_SUFFIX: dict[str, int | Decimal] = {
+    "": 1,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """A resource.Quantity (`250m`, `64Mi`, `1e3`, 2) as a number; None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    match = _QUANTITY.match(str(value))
+    if match is None:
+        return None
+    number, suffix = match.group(1), match.group(2) or ""
+    try:
+        if suffix[:1] in ("e", "E"):
+            return Decimal(number + suffix)
+        return Decimal(number) * Decimal(_SUFFIX[suffix])
+    except (InvalidOperation, KeyError):
+        return None
+
+
+def _resource_causes(where: str, resources: Any) -> list[Cause]:
+    if not isinstance(resources, dict):
+        return []
+    causes: list[Cause] = []
+    parsed: dict[str, dict[str, Decimal]] = {}
+    for part in ("limits", "requests"):
+        for name, raw in (resources.get(part) or {}).items():
+            quantity = parse_quantity(raw)
+            if quantity is None:
+                causes.append(
+                    invalid_value(
+                        f"{where}.resources.{part}[{name}]",
+                        raw,
+                        "quantities must match the regular expression "
+                        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                    )
+                )
+            else:
+                parsed.setdefault(part, {})[name] = quantity
+    for name, request in parsed.get("requests", {}).items():
+        limit = parsed.get("limits", {}).get(name)
+        if limit is not None and request > limit:
+            raw = resources["requests"][name]
+            causes.append(
+                invalid_value(
+                    f"{where}.resources.requests",
+                    raw,
+                    f"must be less than or equal to {name} limit of {resources['limits'][name]}",
+                )
+            )
+    return causes
+
+
+def _security_causes(where: str, context: Any) -> list[Cause]:
+    if not isinstance(context, dict):
+        return []
+    causes: list[Cause] = []
+    if context.get("allowPrivilegeEscalation") is False:
+        if context.get("privileged") is True:
+            causes.append(
+                invalid_value(
+                    f"{where}.securityContext",
+                    "{...}",
+                    "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+                )
+            )
+        added = ((context.get("capabilities") or {}).get("add")) or []
+        if "SYS_ADMIN" in added or "CAP_SYS_ADMIN" in added:
+            causes.append(
+                invalid_value(
+                    f"{where}.securityContext",
+                    "{...}",
+                    "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+                )
+            )
+    for key in ("runAsUser", "runAsGroup"):
+        value = context.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            causes.append(
+                invalid_value(
+                    f"{where}.securityContext.{key}", value, "must be between 0 and 2147483647, inclusive"
+                )
+            )
+    return causes
+
+
+def _pod_spec_causes(prefix: str, spec: Mapping[str, Any]) -> list[Cause]:
+    """Containers, volumes and the mounts that name them, resources and security contexts."""
+    causes = _container_causes(f"{prefix}.containers", spec.get("containers"))
+    volumes: set[str] = set()
+    for i, volume in enumerate(spec.get("volumes") or []):
+        name = volume.get("name") if isinstance(volume, dict) else None
+        if not isinstance(name, str) or not _DNS1123_LABEL.match(name):
+            causes.append(
+                invalid_value(f"{prefix}.volumes[{i}].name", name, "must be a lowercase RFC 1123 label")
+            )
+        elif name in volumes:
+            causes.append(
+                Cause("FieldValueDuplicate", f'Duplicate value: "{name}"', f"{prefix}.volumes[{i}].name")
+            )
+        else:
+            volumes.add(name)
+        sources = [k for k in (volume or {}) if k != "name"] if isinstance(volume, dict) else []
+        if len(sources) != 1:
+            causes.append(
+                required(f"{prefix}.volumes[{i}]", "must specify exactly 1 volume type")
+                if not sources
+                else Cause(
+                    "FieldValueForbidden",
+                    "Forbidden: may not specify more than 1 volume type",
+                    f"{prefix}.volumes[{i}]",
+                )
+            )
+    causes += _security_causes(prefix, spec.get("securityContext"))
+    for i, container in enumerate(spec.get("containers") or []):
+        if not isinstance(container, dict):
+            continue
+        where = f"{prefix}.containers[{i}]"
+        for j, mount in enumerate(container.get("volumeMounts") or []):
+            name = mount.get("name") if isinstance(mount, dict) else None
+            if name not in volumes:
+                causes.append(
+                    Cause("FieldValueNotFound", f'Not found: "{name}"', f"{where}.volumeMounts[{j}].name")
+                )
+            if not isinstance(mount, dict) or not mount.get("mountPath"):
+                causes.append(required(f"{where}.volumeMounts[{j}].mountPath"))
+        causes += _resource_causes(where, container.get("resources"))
+        causes += _security_causes(where, container.get("securityContext"))
     return causes
 
 
@@ -180,7 +374,7 @@ def _spec_causes(rt: ResourceType, obj: Mapping[str, Any], old: Mapping[str, Any
         if old is not None and (old.get("spec") or {}).get("selector") != spec.get("selector"):
             causes.append(invalid_value("spec.selector", spec.get("selector"), "field is immutable"))
     elif rt.kind == "Pod":
-        causes += _container_causes("spec.containers", spec.get("containers"))
+        causes += _pod_spec_causes("spec", spec)
     elif rt.kind == "Service":
         for i, port in enumerate(spec.get("ports") or []):
             number = port.get("port") if isinstance(port, dict) else None
@@ -200,6 +394,135 @@ def _spec_causes(rt: ResourceType, obj: Mapping[str, Any], old: Mapping[str, Any
                 )
     elif rt.kind == "Event" and not isinstance(obj.get("involvedObject"), dict):
         causes.append(required("involvedObject"))
+    elif rt.kind == "Secret":
+        causes += _secret_causes(obj, old)
+    elif rt.kind == "Role":
+        for i, rule in enumerate(obj.get("rules") or []):
+            causes += _policy_rule_causes(f"rules[{i}]", rule)
+    elif rt.kind == "RoleBinding":
+        causes += _role_binding_causes(obj, old)
+    return causes
+
+
+def _secret_causes(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[Cause]:
+    causes: list[Cause] = []
+    data = obj.get("data") or {}
+    size = 0
+    for key, encoded in data.items():
+        if not _CONFIG_KEY.match(key):
+            causes.append(
+                invalid_value(
+                    f"data[{key}]",
+                    key,
+                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                )
+            )
+        size += len(base64.b64decode(encoded))
+    if size > 1024 * 1024:
+        causes.append(Cause("FieldValueTooLong", "Too long: must have at most 1048576 bytes", "data"))
+    if old is not None and old.get("immutable") is True:
+        if old.get("data") != obj.get("data"):
+            causes.append(
+                Cause("FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set", "data")
+            )
+        if obj.get("immutable") is not True:
+            causes.append(
+                Cause(
+                    "FieldValueForbidden",
+                    "Forbidden: field is immutable when `immutable` is set",
+                    "immutable",
+                )
+            )
+    if old is not None and old.get("type") != obj.get("type"):
+        causes.append(invalid_value("type", obj.get("type"), "field is immutable"))
+    return causes
+
+
+def _policy_rule_causes(where: str, rule: Mapping[str, Any]) -> list[Cause]:
+    """`ValidatePolicyRule` for a namespaced Role."""
+    causes: list[Cause] = []
+    if not rule.get("verbs"):
+        causes.append(required(f"{where}.verbs", "Required value: verbs must contain at least one value"))
+    if rule.get("nonResourceURLs"):
+        causes.append(
+            invalid_value(
+                f"{where}.nonResourceURLs",
+                rule["nonResourceURLs"],
+                "namespaced rules cannot apply to non-resource URLs",
+            )
+        )
+        return causes
+    if not rule.get("apiGroups"):
+        causes.append(
+            required(
+                f"{where}.apiGroups", "Required value: resource rules must supply at least one api group"
+            )
+        )
+    if not rule.get("resources"):
+        causes.append(
+            required(f"{where}.resources", "Required value: resource rules must supply at least one resource")
+        )
+    return causes
+
+
+_SUBJECT_GROUPS = {
+    "ServiceAccount": "",
+    "User": "rbac.authorization.k8s.io",
+    "Group": "rbac.authorization.k8s.io",
+}
+
+
+def _role_binding_causes(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[Cause]:
+    causes: list[Cause] = []
+    ref = obj.get("roleRef") or {}
+    if ref.get("apiGroup") != "rbac.authorization.k8s.io":
+        causes.append(
+            Cause(
+                "FieldValueNotSupported",
+                f'Unsupported value: "{ref.get("apiGroup", "")}": '
+                'supported values: "rbac.authorization.k8s.io"',
+                "roleRef.apiGroup",
+            )
+        )
+    if ref.get("kind") not in ("Role", "ClusterRole"):
+        causes.append(
+            Cause(
+                "FieldValueNotSupported",
+                f'Unsupported value: "{ref.get("kind", "")}": supported values: "Role", "ClusterRole"',
+                "roleRef.kind",
+            )
+        )
+    if not ref.get("name"):
+        causes.append(required("roleRef.name"))
+    if old is not None and (old.get("roleRef") or {}) != ref:
+        causes.append(invalid_value("roleRef", ref.get("name"), "cannot change roleRef"))
+    for i, subject in enumerate(obj.get("subjects") or []):
+        where = f"subjects[{i}]"
+        kind = subject.get("kind")
+        if kind not in _SUBJECT_GROUPS:
+            causes.append(
+                Cause(
+                    "FieldValueNotSupported",
+                    f'Unsupported value: "{kind}": supported values: "ServiceAccount", "User", "Group"',
+                    f"{where}.kind",
+                )
+            )
+            continue
+        if not subject.get("name"):
+            causes.append(required(f"{where}.name"))
+        elif kind == "ServiceAccount" and not _DNS1123_SUBDOMAIN.match(str(subject["name"])):
+            causes.append(
+                invalid_value(f"{where}.name", subject["name"], "must be a lowercase RFC 1123 subdomain")
+            )
+        if subject.get("apiGroup", "") != _SUBJECT_GROUPS[kind]:
+            causes.append(
+                Cause(
+                    "FieldValueNotSupported",
+                    f'Unsupported value: "{subject.get("apiGroup", "")}": '
+                    f'supported values: "{_SUBJECT_GROUPS[kind]}"',
+                    f"{where}.apiGroup",
+                )
+            )
     return causes
 
 
