@@ -150,12 +150,13 @@ def compensation_plan(
     its completed items undone: those changes happened.
     """
     wanted = set(statuses)
+    item_done = wanted & {StepStatus.COMPLETED, StepStatus.SIMULATED}  # a dry-run plans simulated items
     candidates = []
     for step in workflow.steps:
         record = state.steps.get(step.id)
         if record is None or record.completed_seq is None:
             continue
-        done = (i for i, it in (record.items or {}).items() if it.status is StepStatus.COMPLETED)
+        done = (i for i, it in (record.items or {}).items() if it.status in item_done)
         items = tuple(sorted(done, reverse=True))
         if record.status not in wanted and not (record.status is StepStatus.FAILED and items):
             continue

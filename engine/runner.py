@@ -444,6 +444,9 @@ class Runner:
                 elif outcome.status is StepStatus.COMPLETED:
                     self.emit(EventType.ITEM_COMPLETED, step.id, index,
                               outputs=outcome.outputs, result=outcome.result)  # fmt: skip
+                elif outcome.status is StepStatus.SIMULATED:  # so the rollback plan knows each item
+                    summary = outcome.plan.summary if outcome.plan else ""
+                    self.emit(EventType.STEP_PLANNED, step.id, index, plan={"summary": summary})
             finally:
                 limiter.release_on_behalf_of(slot)
                 self._release_held((step.id, index))
@@ -754,7 +757,14 @@ class Runner:
         plan = compensation_plan(wf, self.state)
         self.emit(
             EventType.ROLLBACK_STARTED,
-            plan=[{"step": c.step_id, "action": c.describe(wf.step(c.step_id))} for c in plan],
+            plan=[
+                {
+                    "step": c.step_id,
+                    "action": c.describe(wf.step(c.step_id)),
+                    **({"items": list(c.items)} if c.items else {}),
+                }
+                for c in plan
+            ],
         )
         problems: list[str] = []
         with trio.CancelScope(shield=True) as scope:
