@@ -4,7 +4,8 @@ Unique step ids, `needs` naming real steps, dependency cycles (printed as a path
 syntax and the expression allowlist, references to undeclared params/secrets/steps or to steps
 that are not upstream, `for_each`/`when` shapes, adapter inputs checked against their action's
 schema (with templated fields checked as far as their type is known), parameter schemas and
-their defaults, forbidden shell `env` keys, and the warnings an author wants before an incident.
+their defaults, forbidden shell `env` keys, `max_failures` only beside `for_each`, and the
+warnings an author wants before an incident.
 
 The checker is defensive: it runs even when the schema found errors, and skips whatever has
 the wrong shape rather than raising, so one run reports every problem it can see.
