@@ -131,7 +131,9 @@ class Step:
         An explicit `max_failures` always applies. Without one, a rollout stops at its first
         failed item when the run fails fast and the step's failure matters; `fail_fast: false`
         or `continue_on_error: true` keep every item going (GitHub Actions' matrix reads
-        `continue-on-error` the same way: such a failure does not trip `fail-fast`).
+        `continue-on-error` the same way: such a failure does not trip `fail-fast`). The
+        runner passes `fail_fast=False` for `finally` and rollback steps: fail-fast is about
+        the main phase, so only their own `max_failures` stops them.
         """
         if self.max_failures is not None:
             return self.max_failures.tolerated(items)

@@ -456,10 +456,9 @@ class Runner:
         # item; holding them is what "started" means. Free slots are taken without waiting, so
         # the first `concurrency` items start together, and each item runs up to its first
         # pause (its attempt event, its process spawned) before the next begins (`after`,
-        # cheaper than a `nursery.start` per item). The first
-        # item inherits the slot the step was started with. An item waiting for a slot when
-        # the rollout or the run stops never starts. (Spawned all at once, items raced: trio
-        # may run a batch of new tasks in reverse.)
+        # cheaper than a `nursery.start` per item). The first item inherits the slot the step
+        # was started with. An item waiting for a slot when the rollout or the run stops never
+        # starts. (Spawned all at once, items raced: trio may run a batch of new tasks reversed.)
         limiter = trio.CapacityLimiter(step.concurrency or self.workflow.concurrency)
         after: trio.Event | None = None
         async with trio.open_nursery() as nursery:
