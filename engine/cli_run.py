@@ -200,7 +200,7 @@ class Progress:
         elif t is E.STEP_COMPLETED:
             self.line(f"+ {step} completed")
         elif t is E.STEP_PLANNED:
-            self.line(f"~ {step} simulated: {(d.get('plan') or {}).get('summary', '')}")
+            self.line(f"~ {step}{item} simulated: {(d.get('plan') or {}).get('summary', '')}")
         elif t is E.STEP_SKIPPED:
             self.line(f"- {step} skipped: {d.get('reason')}")
         elif t is E.STEP_FAILED:

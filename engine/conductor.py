@@ -33,13 +33,24 @@ class SkipStep:
 Command = StartStep | SkipStep
 
 
+def not_started_reason(step_id: str) -> str:
+    """Why fail-fast left a step or item unstarted: the words the record and the plan show."""
+    return f"not started: the run failed at step {step_id!r} (fail_fast)"
+
+
 @dataclass(slots=True)
 class Conductor:
+    """Decides what starts next. With `fail_fast` (the default) the first failure halts the run:
+    every later decision is a skip, and the runner asks `stop_reason()` before any attempt or
+    `for_each` item begins, so a step already dispatched but still waiting for a slot never runs.
+    """
+
     workflow: Workflow
     waiting: dict[str, int] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)  # step -> why it must be skipped
     finished: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # failed steps, the first cause first
+    halted_by: str | None = None  # the failure that stopped new work (fail_fast)
 
     def __post_init__(self) -> None:
         self.waiting = {s.id: len(s.needs) for s in self.workflow.steps}
@@ -51,13 +62,28 @@ class Conductor:
     def initial(self) -> list[Command]:
         return [StartStep(s.id) for s in self.workflow.steps if not s.needs]
 
+    def failed(self, step_id: str) -> None:
+        """A main step has failed (or its rollout passed `max_failures`), `continue_on_error` unset.
+
+        Called as soon as the failure is certain, before the step's running items finish, so
+        nothing new starts meanwhile.
+        """
+        if step_id not in self.failures:
+            self.failures.append(step_id)
+        if self.workflow.fail_fast and self.halted_by is None:
+            self.halted_by = step_id
+
+    def stop_reason(self) -> str | None:
+        """Why no new step or item may start now, or None while the run goes on."""
+        return not_started_reason(self.halted_by) if self.halted_by is not None else None
+
     def on_finished(self, step_id: str, status: StepStatus) -> list[Command]:
         """A main step reached a final status; return the steps this unblocks."""
         self.finished += 1
         step = self.workflow.step(step_id)
         blocking: str | None = None
         if status is StepStatus.FAILED and not step.continue_on_error:
-            self.failures.append(step_id)
+            self.failed(step_id)
             blocking = f"upstream step {step_id!r} failed"
         elif status is StepStatus.CANCELLED:
             blocking = f"upstream step {step_id!r} was cancelled"
@@ -69,7 +95,7 @@ class Conductor:
                 self.blocked[successor] = blocking
             self.waiting[successor] -= 1
             if self.waiting[successor] == 0:
-                why = self.blocked.get(successor)
+                why = self.blocked.get(successor) or self.stop_reason()
                 commands.append(SkipStep(successor, why) if why else StartStep(successor))
         return commands
 
@@ -124,12 +150,13 @@ def compensation_plan(
     its completed items undone: those changes happened.
     """
     wanted = set(statuses)
+    item_done = wanted & {StepStatus.COMPLETED, StepStatus.SIMULATED}  # a dry-run plans simulated items
     candidates = []
     for step in workflow.steps:
         record = state.steps.get(step.id)
         if record is None or record.completed_seq is None:
             continue
-        done = (i for i, it in (record.items or {}).items() if it.status is StepStatus.COMPLETED)
+        done = (i for i, it in (record.items or {}).items() if it.status in item_done)
         items = tuple(sorted(done, reverse=True))
         if record.status not in wanted and not (record.status is StepStatus.FAILED and items):
             continue

@@ -62,6 +62,32 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FailureBudget:
+    """How many failed `for_each` items a rollout tolerates: `max_failures: 2` or `"25%"`.
+
+    A percentage is of the rendered list, rounded down (Ansible's `max_fail_percentage` reads the
+    same way: the share must be exceeded, not reached, for the rollout to stop).
+    """
+
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, raw: Any) -> FailureBudget:
+        if isinstance(raw, str) and raw.endswith("%"):
+            return cls(percent=float(raw[:-1]))
+        return cls(count=int(raw))
+
+    def tolerated(self, items: int) -> int:
+        if self.percent is not None:
+            return int(items * self.percent // 100)
+        return self.count or 0
+
+    def describe(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActionCall:
     uses: str
     inputs: Mapping[str, Any]  # still holding templates; rendered per attempt
@@ -87,6 +113,7 @@ class Step:
     when: Any = None  # None (always), a bool, or a whole-template string
     for_each: Any = None  # None, a list, or a whole-template string
     concurrency: int | None = None
+    max_failures: FailureBudget | None = None  # None: see `item_stop_after`
     timeout: float | None = None
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     continue_on_error: bool = False
@@ -97,6 +124,24 @@ class Step:
     idempotent: bool = False
     description: str = ""
     line: int = 0
+
+    def item_stop_after(self, items: int, *, fail_fast: bool) -> int | None:
+        """Failed items this rollout absorbs before it stops starting new ones (None: never stops).
+
+        An explicit `max_failures` always applies. Without one, a rollout stops at its first
+        failed item when the run fails fast and the step's failure matters; `fail_fast: false`
+        or `continue_on_error: true` keep every item going (GitHub Actions' matrix reads
+        `continue-on-error` the same way: such a failure does not trip `fail-fast`). The
+        runner passes `fail_fast=False` for `finally` and rollback steps: fail-fast is about
+        the main phase, so only their own `max_failures` stops them.
+        """
+        if self.max_failures is not None:
+            return self.max_failures.tolerated(items)
+        return 0 if fail_fast and not self.continue_on_error else None
+
+    def item_failures_tolerated(self, items: int) -> int:
+        """Failed items that still leave the step `completed` (only `max_failures` grants any)."""
+        return self.max_failures.tolerated(items) if self.max_failures is not None else 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +155,7 @@ class Workflow:
     placement: Mapping[str, str]
     concurrency: int
     timeout: float | None
+    fail_fast: bool
     steps: tuple[Step, ...]
     finally_steps: tuple[Step, ...]
     rollback_enabled: bool
@@ -194,6 +240,7 @@ def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str,
         when=raw.get("when"),
         for_each=raw.get("for_each"),
         concurrency=raw.get("concurrency"),
+        max_failures=FailureBudget.parse(raw["max_failures"]) if "max_failures" in raw else None,
         timeout=parse_duration(timeout) if timeout is not None else None,
         retries=_retry_policy(raw.get("retries"), base_retries),
         continue_on_error=bool(raw.get("continue_on_error", defaults.get("continue_on_error", False))),
@@ -261,6 +308,7 @@ def compile_workflow(doc: SourceDoc) -> Workflow:
         placement=dict(spec.get("placement", {}).get("labels", {})),
         concurrency=int(spec.get("concurrency", DEFAULT_CONCURRENCY)),
         timeout=parse_duration(spec["timeout"]) if "timeout" in spec else None,
+        fail_fast=bool(spec.get("fail_fast", True)),
         steps=steps,
         finally_steps=finally_steps,
         rollback_enabled=bool(rollback.get("enabled", True)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Out
 
 from .conductor import Compensation, CompensationKind, Conductor, SkipStep, StartStep, compensation_plan
 from .events import Event, EventType
-from .model import ActionCall, RetryPolicy, Step, Workflow
+from .model import ActionCall, RetryPolicy, Step, StepKind, Workflow
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
 from .secrets import Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
@@ -174,6 +175,10 @@ class Runner:
         self.applied_inputs: dict[tuple[str, int | None], Any] = {}
         self.outcomes: dict[tuple[str, int | None], Outcome] = {}
         self.items_of: dict[str, list[Any]] = {}
+        self.rollout_stopped: dict[str, str] = {}  # for_each step -> why its next items do not start
+        self._to_start: deque[Step] = deque()  # dispatched main steps, in the conductor's order
+        self._launching = False
+        self._held: dict[tuple[str, int | None], object] = {}  # (step, item) -> its slot's borrower
         self.main_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._nursery: trio.Nursery | None = None
@@ -271,16 +276,27 @@ class Runner:
             status = ExecutionStatus.CANCELLED if self.cancel_requested else ExecutionStatus.FAILED
             return status, why
         if self.conductor.failures:
-            first = self.conductor.failures[0]
+            first = self.conductor.halted_by or self.conductor.failures[0]
             return ExecutionStatus.FAILED, f"step {first!r} failed: {self.state.step(first).error}"
         return ExecutionStatus.COMPLETED, None
 
     def _dispatch(self, command: StartStep | SkipStep) -> None:
         assert self._nursery is not None
         if isinstance(command, StartStep):
-            self._nursery.start_soon(
-                self._main_step, self.workflow.step(command.step_id), name=command.step_id
-            )
+            step = self.workflow.step(command.step_id)
+            if not self._launching:
+                try:
+                    self.limiter.acquire_on_behalf_of_nowait((step.id, None))
+                except trio.WouldBlock:
+                    pass
+                else:  # a slot was free and nothing queues before it: start it now
+                    self._held[(step.id, None)] = (step.id, None)
+                    self._nursery.start_soon(self._main_step, step, name=step.id)
+                    return
+            self._to_start.append(step)
+            if not self._launching:
+                self._launching = True
+                self._nursery.start_soon(self._launch)
         else:
             self.emit(EventType.STEP_SKIPPED, command.step_id, reason=command.reason)
             self._finished(command.step_id)
@@ -290,10 +306,43 @@ class Runner:
         for command in self.conductor.on_finished(step_id, record.status):
             self._dispatch(command)
 
+    async def _launch(self) -> None:
+        """Start queued steps one at a time, each once an execution slot is free for it.
+
+        The slot is taken here, in the order the conductor gave the steps, and handed to the
+        step's first attempt (`_held`): holding it is what "started" means. So steps that
+        become ready together start in document order under `concurrency`, and a step still
+        queued when the run fails fast is skipped, never started. (Spawned all at once, steps
+        raced for the slots: trio may run a batch of new tasks in reverse.)
+        """
+        assert self._nursery is not None
+        try:
+            while self._to_start:
+                step = self._to_start.popleft()
+                key = (step.id, None)
+                if self.stop_reason(step) is None:
+                    await self.limiter.acquire_on_behalf_of(key)
+                    if self.stop_reason(step) is None:
+                        self._held[key] = key
+                        self._nursery.start_soon(self._main_step, step, name=step.id)
+                        continue
+                    self.limiter.release_on_behalf_of(key)
+                # The run failed while it queued: it never starts (fail-fast).
+                self._dispatch(SkipStep(step.id, self.stop_reason(step) or ""))
+        finally:
+            self._launching = False
+
+    def _release_held(self, key: tuple[str, int | None]) -> None:
+        """A slot taken for a first attempt that never came (a false `when`, a for_each step)."""
+        borrower = self._held.pop(key, None)
+        if borrower is not None:
+            self.limiter.release_on_behalf_of(borrower)
+
     async def _main_step(self, step: Step) -> None:
         try:
             await self.run_step(step)
         finally:
+            self._release_held((step.id, None))
             if (
                 self.state.step(step.id).status
                 in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.SIMULATED)
@@ -366,36 +415,74 @@ class Runner:
             return
         self.items_of[step.id] = items
         results: list[AttemptResult | None] = [None] * len(items)
-        limiter = trio.CapacityLimiter(step.concurrency or self.workflow.concurrency)
+        main = step.kind is StepKind.MAIN
+        stop_after = step.item_stop_after(len(items), fail_fast=main and self.workflow.fail_fast)
+        failures = 0
 
-        async def one(index: int, item: Any) -> None:
-            async with limiter:
+        def item_failed(index: int) -> None:
+            nonlocal failures
+            failures += 1
+            if stop_after is None or failures <= stop_after or step.id in self.rollout_stopped:
+                return
+            policy = f"max_failures: {step.max_failures.describe()}" if step.max_failures else "fail_fast"
+            why = f"the rollout stopped at failed item {index} ({policy})"
+            self.rollout_stopped[step.id] = f"not started: {why}"
+            if main and not step.continue_on_error:
+                self.conductor.failed(step.id)
+
+        async def one(index: int, item: Any, slot: object, after: trio.Event | None, me: trio.Event) -> None:
+            try:
+                if after is not None and not after.is_set():
+                    await after.wait()  # the item before it has begun: run up to the first pause
+                me.set()
                 scope = self.scope(item=item, index=index)
                 outcome = await self.attempts(step, step.call, scope, item_index=index)
-            results[index] = outcome
-            if outcome.status is StepStatus.FAILED:
-                self.emit(EventType.ITEM_FAILED, step.id, index, error=outcome.error)
-            elif outcome.status is StepStatus.COMPLETED:
-                self.emit(
-                    EventType.ITEM_COMPLETED, step.id, index, outputs=outcome.outputs, result=outcome.result
-                )
+                results[index] = outcome
+                if outcome.status is StepStatus.FAILED:
+                    self.emit(EventType.ITEM_FAILED, step.id, index, error=outcome.error)
+                    item_failed(index)
+                elif outcome.status is StepStatus.COMPLETED:
+                    self.emit(EventType.ITEM_COMPLETED, step.id, index,
+                              outputs=outcome.outputs, result=outcome.result)  # fmt: skip
+                elif outcome.status is StepStatus.SIMULATED:  # so the rollback plan knows each item
+                    summary = outcome.plan.summary if outcome.plan else ""
+                    self.emit(EventType.STEP_PLANNED, step.id, index, plan={"summary": summary})
+            finally:
+                limiter.release_on_behalf_of(slot)
+                self._release_held((step.id, index))
 
+        # Items start in list order under any concurrency: this one loop takes, item by item,
+        # a slot of the step's own limit and one of the execution's, and hands both to the
+        # item; holding them is what "started" means. Free slots are taken without waiting, so
+        # the first `concurrency` items start together, and each item runs up to its first
+        # pause (its attempt event, its process spawned) before the next begins (`after`,
+        # cheaper than a `nursery.start` per item). The first item inherits the slot the step
+        # was started with. An item waiting for a slot when the rollout or the run stops never
+        # starts. (Spawned all at once, items raced: trio may run a batch of new tasks reversed.)
+        limiter = trio.CapacityLimiter(step.concurrency or self.workflow.concurrency)
+        after: trio.Event | None = None
         async with trio.open_nursery() as nursery:
             for index, item in enumerate(items):
-                nursery.start_soon(one, index, item)
+                key, slot = (step.id, index), object()
+                inherited = self._held.pop((step.id, None), None) if index == 0 else None
+                if inherited is not None:
+                    limiter.acquire_on_behalf_of_nowait(slot)  # a fresh limiter: free
+                elif not await self._take_item_slots(step, limiter, slot, key):
+                    break
+                self._held[key] = inherited or key
+                me = trio.Event()
+                nursery.start_soon(one, index, item, slot, after, me)
+                after = me
         done = [r for r in results if r is not None]
-        failed = [r for r in done if r.status is StepStatus.FAILED]
+        failed = [(i, r) for i, r in enumerate(results) if r is not None and r.status is StepStatus.FAILED]
         outputs = [r.outputs for r in done]
         result = [r.result for r in done]
         self.step_scope[step.id].update(outputs=outputs, result=result)
-        if failed:
-            self.emit(
-                EventType.STEP_FAILED,
-                step.id,
-                error=f"{len(failed)} of {len(items)} items failed: {failed[0].error}",
-                reason=failed[0].reason,
-                outputs=outputs,
-            )
+        unstarted = len(items) - len(done)
+        if unstarted and not done:
+            self.emit(EventType.STEP_SKIPPED, step.id, reason=self.stop_reason(step))
+        elif unstarted or len(failed) > step.item_failures_tolerated(len(items)):
+            self._fail_rollout(step, len(items), done, failed, unstarted, outputs)
         elif done and all(r.status is StepStatus.SIMULATED for r in done):
             self.emit(
                 EventType.STEP_PLANNED,
@@ -415,6 +502,68 @@ class Runner:
                 read_only=all(r.read_only for r in done),
                 **self._dry_inputs([r.inputs for r in done]),
             )
+
+    def _fail_rollout(
+        self,
+        step: Step,
+        total: int,
+        done: list[AttemptResult],
+        failed: list[tuple[int, AttemptResult]],
+        unstarted: int,
+        outputs: list[Any],
+    ) -> None:
+        if failed:
+            index, first = failed[0]
+            error = f"{len(failed)} of {total} items failed: item {index}: {first.error}"
+        else:
+            error = f"stopped after {len(done)} of {total} items"
+        if unstarted:
+            why = self.stop_reason(step) or ""
+            error += f"; {unstarted} not started ({why.removeprefix('not started: ')})"
+        reason = failed[0][1].reason if failed else "fail_fast"
+        self.emit(EventType.STEP_FAILED, step.id, error=error, reason=reason, outputs=outputs)
+
+    async def _take_item_slots(
+        self, step: Step, limiter: trio.CapacityLimiter, slot: object, key: tuple[str, int]
+    ) -> bool:
+        """The step's slot and an execution slot for its next item, taken in list order.
+
+        False (and nothing held) when the rollout or the run has stopped, before or while the
+        item waited.
+        """
+        if self.stop_reason(step) is not None:
+            return False
+        taken: list[tuple[trio.CapacityLimiter, object]] = []
+        for lim, borrower in ((limiter, slot), (self.limiter, key)):
+            try:
+                lim.acquire_on_behalf_of_nowait(borrower)  # free: no pause, so items start together
+            except trio.WouldBlock:
+                await lim.acquire_on_behalf_of(borrower)
+            taken.append((lim, borrower))
+            if self.stop_reason(step) is not None:
+                for held_lim, held in taken:
+                    held_lim.release_on_behalf_of(held)
+                return False
+        return True
+
+    async def _take_slot(self, step: Step, item: int | None, first: bool) -> Any:
+        """An execution slot for one attempt; the borrower to release it with."""
+        held = self._held.pop((step.id, item), None) if first else None
+        if held is not None:
+            return held  # taken in start order by `_dispatch`, `_launch` or the for_each loop
+        borrower = trio.lowlevel.current_task()
+        try:
+            self.limiter.acquire_nowait()  # no extra trip through the scheduler when free
+        except trio.WouldBlock:
+            await self.limiter.acquire()
+        return borrower
+
+    def stop_reason(self, step: Step) -> str | None:
+        """Why a main step or item may not start now: fail-fast, or its rollout stopped."""
+        own = self.rollout_stopped.get(step.id)
+        if own is not None or step.kind is not StepKind.MAIN:
+            return own  # fail-fast stops the main phase only: finally and rollback steps run
+        return self.conductor.stop_reason()
 
     def _dry_inputs(self, inputs: Any) -> dict[str, Any]:
         return {"inputs": inputs} if self.dry_run else {}
@@ -460,15 +609,20 @@ class Runner:
         timeout: float | None = None,
         compensating: bool = False,
     ) -> AttemptResult:
-        """Every attempt of one call: render, check, run under the timeout, retry with backoff."""
+        """Every attempt of one call: render, check, run under the timeout, retry with backoff.
+
+        Each attempt holds one of the execution's `concurrency` slots. A main step's or an
+        item's first attempt finds its slot already taken for it, in start order (`_held`).
+        """
         policy = policy or step.retries
         timeout = timeout if timeout is not None else step.timeout
         info = registry.action_info(call.uses)
         failure = StepFailure("no attempt made", retryable=False, reason="error")
         for attempt in range(1, policy.attempts + 1):
-            if not compensating:
-                self.emit(EventType.ATTEMPT_STARTED, step.id, item_index, attempt=attempt)
+            borrower = await self._take_slot(step, item_index, attempt == 1 and not compensating)
             try:
+                if not compensating:
+                    self.emit(EventType.ATTEMPT_STARTED, step.id, item_index, attempt=attempt)
                 return await self._attempt(
                     step,
                     call,
@@ -484,6 +638,8 @@ class Runner:
                 )
             except StepFailure as exc:
                 failure = exc
+            finally:
+                self.limiter.release_on_behalf_of(borrower)
             final = not failure.retryable or attempt == policy.attempts
             delay = None if final else policy.delay(attempt, self.rng)
             # A step's last failure is told by STEP_FAILED; an item's needs its own record.
@@ -535,18 +691,11 @@ class Runner:
             adapter = self.adapters.get(call.adapter)
             if not simulate and not read_only:
                 await self.store.flush()  # the ledger records the attempt before its side effect
-            try:
-                self.limiter.acquire_nowait()  # no extra trip through the scheduler when free
-            except trio.WouldBlock:
-                await self.limiter.acquire()
-            try:
-                with trio.fail_after(timeout) if timeout else nullcontext():
-                    if simulate:
-                        plan = await adapter.plan(call.action, inputs, ctx)
-                    else:
-                        outcome = await adapter.apply(call.action, inputs, ctx)
-            finally:
-                self.limiter.release()
+            with trio.fail_after(timeout) if timeout else nullcontext():
+                if simulate:
+                    plan = await adapter.plan(call.action, inputs, ctx)
+                else:
+                    outcome = await adapter.apply(call.action, inputs, ctx)
         except trio.TooSlowError:
             raise StepFailure(f"timed out after {timeout:g}s", retryable=True, reason="timeout") from None
         except AdapterError as exc:
@@ -611,7 +760,14 @@ class Runner:
         plan = compensation_plan(wf, self.state)
         self.emit(
             EventType.ROLLBACK_STARTED,
-            plan=[{"step": c.step_id, "action": c.describe(wf.step(c.step_id))} for c in plan],
+            plan=[
+                {
+                    "step": c.step_id,
+                    "action": c.describe(wf.step(c.step_id)),
+                    **({"items": list(c.items)} if c.items else {}),
+                }
+                for c in plan
+            ],
         )
         problems: list[str] = []
         with trio.CancelScope(shield=True) as scope:

@@ -4,7 +4,8 @@ Unique step ids, `needs` naming real steps, dependency cycles (printed as a path
 syntax and the expression allowlist, references to undeclared params/secrets/steps or to steps
 that are not upstream, `for_each`/`when` shapes, adapter inputs checked against their action's
 schema (with templated fields checked as far as their type is known), parameter schemas and
-their defaults, forbidden shell `env` keys, and the warnings an author wants before an incident.
+their defaults, forbidden shell `env` keys, `max_failures` only beside `for_each`, and the
+warnings an author wants before an incident.
 
 The checker is defensive: it runs even when the schema found errors, and skips whatever has
 the wrong shape rather than raising, so one run reports every problem it can see.
@@ -278,6 +279,14 @@ class Checker:
         for key in ("when", "for_each"):
             if key in body:
                 self.check_shape(site, key)
+        if "max_failures" in body and "for_each" not in body:
+            self.error(
+                site.path + ("max_failures",),
+                "max-failures-without-for-each",
+                "`max_failures` counts failed `for_each` items, and this step has no `for_each`: "
+                "remove it (a single step's failure is tolerated with `continue_on_error`)",
+                key=True,
+            )
         for value_path, text in _template_strings(body, site.path):
             relative = value_path[len(site.path) :]
             self.check_template(site, value_path, text, relative)
@@ -665,23 +674,53 @@ def _catastrophe_probe(pattern: str) -> str | None:
 
 
 def _templates_inside_shell_quotes(text: str) -> list[int]:
-    """Offsets of `{{` that sit inside '…' or "…" in a shell command."""
+    """Offsets of `{{` that sit inside '…' or "…" in a shell command.
+
+    A small POSIX sh lexer, enough to know the quoting context at each `{{`: a command
+    substitution, `$(…)` or `` `…` ``, opens a fresh context even inside double quotes, so
+    `test "$(grep -c x {{ p }})"` is correctly quoted (the added quotes belong to the inner
+    command) and is not reported.
+    """
     offsets: list[int] = []
-    quote: str | None = None
+    stack: list[str] = []  # "'", '"', "$(" (with `depth` parentheses open), "`"
+    depths: list[int] = []
     i = 0
     while i < len(text):
-        ch = text[i]
+        context = stack[-1] if stack else ""
         if text.startswith("{{", i):
-            if quote:
+            if context in ("'", '"'):
                 offsets.append(i)
             end = text.find("}}", i)
             i = end + 2 if end != -1 else len(text)
             continue
-        if quote is None and ch == "\\":
-            i += 2
-            continue
-        if ch in ("'", '"'):
-            quote = None if quote == ch else (ch if quote is None else quote)
+        ch = text[i]
+        if context == "'":
+            if ch == "'":
+                stack.pop()
+        elif ch == "\\":
+            i += 1  # the next character is taken literally (or is a line continuation)
+        elif text.startswith("$(", i):
+            stack.append("$(")
+            depths.append(0)
+            i += 1
+        elif ch == "`":
+            if context == "`":
+                stack.pop()
+            else:
+                stack.append("`")
+        elif context == '"':
+            if ch == '"':
+                stack.pop()
+        elif ch in ("'", '"'):
+            stack.append(ch)
+        elif context == "$(" and ch == "(":
+            depths[-1] += 1
+        elif context == "$(" and ch == ")":
+            if depths[-1]:
+                depths[-1] -= 1
+            else:
+                stack.pop()
+                depths.pop()
         i += 1
     return offsets
 

@@ -1,8 +1,9 @@
 """A real adapter for engine tests, registered through the public registry API.
 
 It keeps a journal of what it did (apply, plan, compensate) so tests can assert order and
-effects; `write` has an automatic inverse, `read` is read-only, `flaky` fails a set number of
-times, `slow` waits (on trio's clock, so MockClock makes it instant), `boom` always fails.
+effects; `write` has an automatic inverse (and waits `seconds`, or fails when `fail` is true),
+`read` is read-only, `flaky` fails a set number of times, `slow` waits (on trio's clock, so
+MockClock makes it instant), `boom` always fails.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class RecordingAdapter:
         start = trio.current_time()
         if action == "slow":
             await trio.sleep(float(inputs.get("seconds", 1)))
+        elif action == "write" and inputs.get("seconds"):
+            await trio.sleep(float(inputs["seconds"]))
+        if action == "write" and inputs.get("fail") is True:  # one item of a rollout failing
+            JOURNAL.entries.append(("fail", label, ctx.attempt))
+            raise AdapterError(f"cannot write {label}")
         if action == "flaky":
             left = JOURNAL.failures_left.get(label, int(inputs.get("fail_times", 0)))
             JOURNAL.failures_left[label] = left - 1

@@ -220,6 +220,7 @@ async def test_for_each_gathers_outputs_in_item_order_with_step_concurrency(
 
 async def test_for_each_item_failure_fails_the_step() -> None:
     wf = workflow("""
+        fail_fast: false  # every item runs; tests/test_rollouts.py covers the default
         steps:
           - id: each
             uses: core.fail
@@ -229,7 +230,7 @@ async def test_for_each_item_failure_fails_the_step() -> None:
     runner, _ = await run(wf)
     record = runner.state.steps["each"]
     assert record.status is StepStatus.FAILED
-    assert record.error is not None and record.error.startswith("2 of 2 items failed: bad")
+    assert record.error == "2 of 2 items failed: item 0: bad a"
 
 
 async def test_diamond_compensates_in_reverse_completion_order() -> None:
