@@ -538,6 +538,11 @@ def test_exclusive_transaction_makes_other_writers_wait(client: ArangoClient, db
     thread.join(5)
     assert done == [True]
     assert db.collection("items").count() == 2
+    holder = db.begin_transaction(exclusive="items")
+    with pytest.raises(TransactionInitError) as excinfo:
+        db.begin_transaction(write="items", lock_timeout=1)
+    assert server_error(excinfo)[:2] == (409, 18)
+    holder.abort_transaction()
 
 
 # -- the claim pattern under concurrency ----------------------------------------------------

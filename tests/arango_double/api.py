@@ -40,6 +40,8 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     raw: bytes
+    user: str = "root"
+    admin: bool = True  # the double's admin (its `username`) may create and drop databases
 
     def json(self) -> Any:
         if not self.raw:
@@ -176,7 +178,7 @@ class Api:
 
     def create_database(self, db: str, request: Request) -> Response:
         body = _object(request.json())
-        self.engine.create_database(db, body.get("name"))
+        self.engine.create_database(db, body.get("name"), admin=request.admin)
         return ok({"result": True}, 201)
 
     def drop_database(self, db: str, request: Request, name: str) -> Response:

@@ -8,13 +8,16 @@
 A real HTTP server speaking ArangoDB's REST wire format: databases, collections, persistent
 (unique) indexes, documents with revisions, AQL cursors with batches (an interpreter for a plain
 AQL subset), stream transactions with snapshot isolation and write-write conflicts. Knobs:
-`idle_timeout` (stream transactions), `users`, `fail_requests` (fault injection), `requests`
-(the recorded traffic). It keeps its data in memory for as long as it runs, so processes that
-come and go (and get SIGKILLed) can share it like a server.
+`idle_timeout` (stream transactions), `users`, `certfile`/`keyfile` (serve HTTPS),
+`fail_requests` (fault injection), `requests` (the recorded traffic). It keeps its data in
+memory for as long as it runs, so processes that come and go (and get SIGKILLed) can share it
+like a server.
 """
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 
@@ -34,19 +37,26 @@ class ArangoDouble:
         idle_timeout: float = 60.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
     ) -> None:
         self.username = username
         self.password = password
         self.users = {username: password, **(users or {})}
         self.engine = Engine(idle_timeout=idle_timeout)
         self.api = Api(self.engine, Cursors())
-        self._http = HttpServer(self.api, self.users, host, port)
+        tls = None
+        if certfile is not None:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(certfile, keyfile)
+        self.scheme = "https" if tls else "http"
+        self._http = HttpServer(self.api, self.users, username, host, port, tls)
         self.host, self.port = self._http.address
         self._started = self._stopped = False
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> ArangoDouble:
         if not self._started:

@@ -26,6 +26,7 @@ from .aql.functions import merge_objects
 from .errors import (
     CONFLICT,
     DUPLICATE_NAME,
+    FORBIDDEN,
     INDEX_NOT_FOUND,
     TRANSACTION_DISALLOWED_OPERATION,
     TRANSACTION_UNREGISTERED_COLLECTION,
@@ -85,10 +86,12 @@ class Engine:
                 raise database_not_found()
             return db
 
-    def create_database(self, caller: str, name: Any) -> None:
+    def create_database(self, caller: str, name: Any, *, admin: bool = True) -> None:
         with self.lock:
             if caller != "_system":
                 raise ArangoError(403, USE_SYSTEM_DATABASE, "operation only allowed in system database")
+            if not admin:
+                raise ArangoError(403, FORBIDDEN, "forbidden")
             if not isinstance(name, str) or not name or len(name) > 64 or not (name[0].isalpha()):
                 raise ArangoError(400, 1229, "database name invalid")
             check_name(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 UNAUTHORIZED = 11
+FORBIDDEN = 11  # ArangoDB uses 11 for both: 401 unauthorized, 403 forbidden
 BAD_PARAMETER = 10
 CONFLICT = 1200
 DOCUMENT_NOT_FOUND = 1202

@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import socket
+import ssl
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -37,10 +38,11 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: Api, users: dict[str, str]) -> None:
+    def __init__(self, address: tuple[str, int], api: Api, users: dict[str, str], admin: str) -> None:
         super().__init__(address, _Handler)
         self.api = api
         self.users = users
+        self.admin = admin
         self.records: list[RecordedRequest] = []
         self.records_lock = threading.Lock()
         self.fault: Any = None  # a callable(Request) -> Response | None, for fault injection
@@ -76,16 +78,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request stderr lines; `ArangoDouble.requests` is the record."""
 
-    def _authorized(self) -> bool:
+    def _user(self) -> str | None:
+        """The user HTTP basic auth proves, or None."""
         scheme, _, credential = self.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return None
         try:
-            user, sep, password = base64.b64decode(credential.strip(), validate=True).partition(b":")
+            raw_user, sep, password = base64.b64decode(credential.strip(), validate=True).partition(b":")
         except (binascii.Error, ValueError):
-            return False
-        expected = self.server.users.get(user.decode("utf-8", "replace"))
-        return bool(sep) and expected is not None and hmac.compare_digest(password, expected.encode())
+            return None
+        user = raw_user.decode("utf-8", "replace")
+        expected = self.server.users.get(user)
+        if sep and expected is not None and hmac.compare_digest(password, expected.encode()):
+            return user
+        return None
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -93,9 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
-        request = Request(self.command, split.path, query, headers, raw)
+        user = self._user()
+        request = Request(
+            self.command, split.path, query, headers, raw, user or "", user == self.server.admin
+        )
         response: Response | None = None
-        if not self._authorized():
+        if user is None:
             response = Response(401, unauthorized().body())
         elif self.server.fault is not None:
             response = self.server.fault(request)
@@ -128,8 +137,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HttpServer:
-    def __init__(self, api: Api, users: dict[str, str], host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = _Server((host, port), api, users)
+    def __init__(
+        self,
+        api: Api,
+        users: dict[str, str],
+        admin: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self._server = _Server((host, port), api, users, admin)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
