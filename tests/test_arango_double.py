@@ -308,6 +308,10 @@ def runs(db: StandardDatabase) -> StandardDatabase:
         ("FOR i IN 1..4 FILTER i % 2 == 0 RETURN i", {}, [2, 4]),
         ("/* comment */ FOR r IN runs // another\n FILTER r._key == @k RETURN r.seq", {"k": "r5"}, [4]),
         ("for r in runs filter r.seq < 1 return r._key", {}, ["r4"]),
+        ("FOR r IN runs COLLECT WITH COUNT INTO count RETURN {count}", {}, [{"count": 5}]),
+        ("RETURN [DOCUMENT(runs, 'r1').seq, DOCUMENT(@@c, 'r2').seq, DOCUMENT('runs/r3').seq,"
+         " DOCUMENT('runs/none')]", {"@c": "runs"}, [[1, 2, 3, None]]),
+        ("FOR r IN runs FILTER LIKE(r._key, 'r_') AND r._key LIKE '%5' RETURN r.options.count", {}, [None]),
     ],
 )  # fmt: skip
 def test_aql_reads(runs: StandardDatabase, query: str, binds: dict[str, Any], expected: list[Any]) -> None:

@@ -25,7 +25,7 @@ from ..errors import (
     ArangoError,
 )
 from . import ast
-from .functions import AGGREGATES, call
+from .functions import AGGREGATES, call, like
 from .values import canonical, compare, equal, number, to_number, to_string, truthy
 
 Row = dict[str, Any]
@@ -305,7 +305,12 @@ class _Run:
         if isinstance(expr, ast.ArrayLit):
             return [self.eval(item, row) for item in expr.items]
         if isinstance(expr, ast.Call):
-            return call(self, expr.name, [self.eval(a, row) for a in expr.args])
+            args = [self.eval(a, row) for a in expr.args]
+            first = expr.args[0] if expr.args else None
+            if expr.name == "DOCUMENT" and len(args) == 2 and isinstance(first, ast.CollectionRef):
+                # DOCUMENT(coll, key) and DOCUMENT(@@coll, key) name the collection, not its documents
+                args[0] = first.name if first.name is not None else self.binds["@" + str(first.bind)]
+            return call(self, expr.name, args)
         if isinstance(expr, ast.Unary):
             value = self.eval(expr.operand, row)
             if expr.op == "!":
@@ -366,7 +371,7 @@ class _Run:
         if op == "NOT IN":
             return not (isinstance(right, list) and any(equal(left, v) for v in right))
         if op in ("LIKE", "NOT LIKE"):
-            matched = _like(to_string(left), to_string(right))
+            matched = like(to_string(left), to_string(right))
             return matched if op == "LIKE" else not matched
         if op in ("=~", "!~"):
             try:
@@ -391,16 +396,3 @@ class _Run:
         if op == "/":
             return number(a / b)
         return number(a % b if (a >= 0) == (b >= 0) else -(abs(a) % abs(b)))
-
-
-def _like(text: str, pattern: str) -> bool:
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
-        i += 1
-    return re.fullmatch("".join(out), text, re.DOTALL) is not None

@@ -6,6 +6,7 @@ ArangoDB does; an unknown name or a wrong argument count is a parse error (see p
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -417,6 +418,26 @@ def _contains(ctx: Context, args: list[Any]) -> Any:
 @_fn("STARTS_WITH", 2)
 def _starts_with(ctx: Context, args: list[Any]) -> Any:
     return to_string(args[0]).startswith(to_string(args[1]))
+
+
+def like(text: str, pattern: str, case_insensitive: bool = False) -> bool:
+    """AQL LIKE: `%` any run, `_` one character, backslash escapes; the whole text must match."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        i += 1
+    flags = re.DOTALL | (re.IGNORECASE if case_insensitive else 0)
+    return re.fullmatch("".join(out), text, flags) is not None
+
+
+@_fn("LIKE", 2, 3)
+def _like(ctx: Context, args: list[Any]) -> Any:
+    return like(to_string(args[0]), to_string(args[1]), len(args) > 2 and truthy(args[2]))
 
 
 @_fn("ABS", 1)

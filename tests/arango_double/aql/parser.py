@@ -118,9 +118,12 @@ class _Parser:
     def name(self) -> str:
         """A variable name being declared."""
         tok = self.tok
-        if tok.kind == "ident" or (tok.kind == "kw" and tok.value in SOFT_KEYWORDS):
+        if tok.kind == "ident":
             self.advance()
             return tok.value
+        if tok.kind == "kw" and tok.value in SOFT_KEYWORDS:
+            self.advance()
+            return self._kw_spelling(tok)
         raise self.error()
 
     def declare(self, name: str) -> None:
@@ -521,6 +524,9 @@ class _Parser:
                 if tok.value in self.scope.modified:
                     raise _access_after_modification(self.scope.modified[tok.value])
                 return ast.CollectionRef(tok.value)
+        if tok.kind == "kw" and tok.value in SOFT_KEYWORDS and self.scope.has(self._kw_spelling(tok)):
+            self.advance()
+            return ast.Var(self._kw_spelling(tok))  # e.g. `COLLECT … WITH COUNT INTO count`
         raise self.error()
 
     def call(self) -> ast.Expr:
@@ -582,11 +588,13 @@ class _Parser:
                 key = ast.BindValue(tok.value)
             elif tok.kind in ("ident", "string", "kw"):
                 self.advance()
-                key = ast.Literal(tok.value if tok.kind != "kw" else self._kw_spelling(tok))
-                if tok.kind == "ident" and (self.tok.is_punct(",") or self.tok.is_punct("}")):
+                spelled = tok.value if tok.kind != "kw" else self._kw_spelling(tok)
+                key = ast.Literal(spelled)
+                shorthand = tok.kind == "ident" or (tok.kind == "kw" and self.scope.has(spelled))
+                if shorthand and (self.tok.is_punct(",") or self.tok.is_punct("}")):
                     # shorthand {a} means {a: a}
                     value: ast.Expr = (
-                        ast.Var(tok.value) if self.scope.has(tok.value) else ast.CollectionRef(tok.value)
+                        ast.Var(spelled) if self.scope.has(spelled) else ast.CollectionRef(spelled)
                     )
                     items.append((key, value))
                     if self.tok.is_punct(","):
