@@ -10,7 +10,10 @@ re-flushes, one-line failures without credentials, and keeping the trio loop fre
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -494,3 +497,54 @@ async def test_a_run_on_the_arango_store_records_what_the_memory_store_records(a
         await store.aclose()
     memory, arango_events = results
     assert [r[:3] for r in arango_events] == [r[:3] for r in memory]
+
+
+# -- from the command line, against the double in its own process --------------------------------
+
+
+@pytest.fixture
+def double_process() -> Iterator[str]:
+    tests = Path(__file__).parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arango_double", "--password", PASSWORD],
+        cwd=tests,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def test_wpk_run_stores_its_events_in_arangodb(double_process: str, tmp_path: Path) -> None:
+    hostport = double_process.removeprefix("http://")
+    url = f"arangodb://root@{hostport}/cli"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WPK_ARANGO_PASSWORD": PASSWORD}
+    examples = Path(__file__).parent.parent / "examples"
+    wpk = Path(sys.executable).parent / "wpk"
+    captured = {"capture_stdout": True, "capture_stderr": True, "check": False, "env": env}
+    done = await trio.run_process([str(wpk), "run", str(examples / "hello"), "--store", url], **captured)
+    assert done.returncode == 0, done.stderr.decode()
+    assert PASSWORD.encode() not in done.stdout + done.stderr
+    store = ArangoStore(parse_url(url), PASSWORD)
+    (execution,) = await store.execution_ids()
+    events = await store.events(execution)
+    assert events[0].type is EventType.EXECUTION_CREATED
+    assert events[-1].type is EventType.EXECUTION_CLOSED
+    assert reduce(events).status is ExecutionStatus.COMPLETED
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    await store.aclose()
+    with_password = f"arangodb://root:{PASSWORD}@{hostport}/cli"
+    refused = await trio.run_process(
+        [str(wpk), "run", str(examples / "hello"), "--store", with_password], **captured
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.decode().strip().endswith("not in the URL (URLs end up in process lists and logs)")
+    assert PASSWORD.encode() not in refused.stderr

@@ -80,7 +80,8 @@ class _StoreHTTPClient(DefaultHTTPClient):
     """
 
     def __init__(self, timeout: float, ca_file: str | None) -> None:
-        super().__init__(request_timeout=timeout, retry_attempts=1, backoff_factor=0.1)
+        # no urllib3 retries (they log a warning per try): python-arango already tries 3 times
+        super().__init__(request_timeout=timeout, retry_attempts=0)
         self.verify: str | bool = ca_file or True
         self.last_error: Exception | None = None
 
