@@ -557,10 +557,21 @@ CLAIM = (
 )
 
 
-def test_concurrent_claims_each_document_won_once(arango: ArangoDouble, db: StandardDatabase) -> None:
+def test_concurrent_claims_each_document_won_once() -> None:
+    # each query pauses between reading and writing, so the two agents really race for documents
+    with ArangoDouble(password=PASSWORD, aql_write_delay=0.01) as arango:
+        client = ArangoClient(hosts=arango.url)
+        try:
+            client.db("_system", username="root", password=PASSWORD).create_database("wpk")
+            _claim_race(arango, client.db("wpk", username="root", password=PASSWORD))
+        finally:
+            client.close()
+
+
+def _claim_race(arango: ArangoDouble, db: StandardDatabase) -> None:
     db.create_collection("executions")
     executions = db.collection("executions")
-    total = 60
+    total = 30
     for seq in range(total):
         executions.insert({"_key": f"e{seq}", "status": "pending", "priority": seq % 3, "seq": seq})
     claims: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
@@ -603,6 +614,7 @@ def test_concurrent_claims_each_document_won_once(arango: ArangoDouble, db: Stan
     for docs in claims.values():
         order = [(-d["priority"], d["seq"]) for d in docs]
         assert order == sorted(order)
+    assert sum(conflicts.values()) > 0  # the race happened and the losers were told 409/1200
 
 
 def test_claim_in_stream_transactions_conflicts_deterministically(db: StandardDatabase) -> None:

@@ -73,9 +73,10 @@ _DB_PREFIX = re.compile(r"^/_db/([^/]+)(/.*)?$")
 
 
 class Api:
-    def __init__(self, engine: Engine, cursors: Cursors) -> None:
+    def __init__(self, engine: Engine, cursors: Cursors, *, aql_write_delay: float = 0.0) -> None:
         self.engine = engine
         self.cursors = cursors
+        self.aql_write_delay = aql_write_delay
         routes: list[tuple[str, str, Callable[..., Response]]] = [
             ("GET", r"/_api/version", self.version),
             ("GET", r"/_api/database", self.list_databases),
@@ -364,7 +365,7 @@ class Api:
         parsed = aql.parse(query)
         started = time.perf_counter()
         with self._trx(db, request) as trx:
-            result = aql.execute(parsed, binds, _QueryData(self.engine, trx))
+            result = aql.execute(parsed, binds, _QueryData(self.engine, trx, self.aql_write_delay))
         extra = {"warnings": result.warnings, "stats": result.stats.as_json(time.perf_counter() - started)}
         if options.get("failOnWarning") and result.warnings:
             warning = result.warnings[0]
@@ -405,11 +406,20 @@ class Api:
 
 
 class _QueryData:
-    """The AQL executor's view of one transaction; revision conflicts in AQL are 409s."""
+    """The AQL executor's view of one transaction; revision conflicts in AQL are 409s.
 
-    def __init__(self, engine: Engine, trx: Transaction) -> None:
+    `write_delay` pauses before each write, outside every lock: a query that reads, then writes
+    later, as one on a busy server does, so concurrent queries really race.
+    """
+
+    def __init__(self, engine: Engine, trx: Transaction, write_delay: float = 0.0) -> None:
         self.engine = engine
         self.trx = trx
+        self.write_delay = write_delay
+
+    def _pause(self) -> None:
+        if self.write_delay:
+            time.sleep(self.write_delay)
 
     def scan(self, collection: str) -> list[dict[str, Any]]:
         return self.engine.scan(self.trx, collection)
@@ -422,19 +432,23 @@ class _QueryData:
             return None
 
     def insert(self, collection: str, doc: dict[str, Any], options: dict[str, Any]) -> tuple[Any, Any]:
+        self._pause()
         return self.engine.insert(self.trx, collection, doc, options, 409)
 
     def update(
         self, collection: str, key: str, rev: str | None, patch: dict[str, Any], options: dict[str, Any]
     ) -> tuple[Any, Any]:
+        self._pause()
         return self.engine.update(self.trx, collection, key, rev, patch, options, 409)
 
     def replace(
         self, collection: str, key: str, rev: str | None, doc: dict[str, Any], options: dict[str, Any]
     ) -> tuple[Any, Any]:
+        self._pause()
         return self.engine.replace(self.trx, collection, key, rev, doc, options, 409)
 
     def remove(self, collection: str, key: str, rev: str | None, options: dict[str, Any]) -> Any:
+        self._pause()
         return self.engine.remove(self.trx, collection, key, rev, 409)
 
 

@@ -8,8 +8,9 @@
 A real HTTP server speaking ArangoDB's REST wire format: databases, collections, persistent
 (unique) indexes, documents with revisions, AQL cursors with batches (an interpreter for a plain
 AQL subset), stream transactions with snapshot isolation and write-write conflicts. Knobs:
-`idle_timeout` (stream transactions), `users`, `certfile`/`keyfile` (serve HTTPS),
-`fail_requests` (fault injection), `requests` (the recorded traffic). It keeps its data in
+`idle_timeout` (stream transactions), `aql_write_delay` (make concurrent queries race),
+`users`, `certfile`/`keyfile` (serve HTTPS), `fail_requests` (fault injection), `requests`
+(the recorded traffic). It keeps its data in
 memory for as long as it runs, so processes that come and go (and get SIGKILLed) can share it
 like a server.
 """
@@ -35,6 +36,7 @@ class ArangoDouble:
         password: str = "test-password",
         users: dict[str, str] | None = None,
         idle_timeout: float = 60.0,
+        aql_write_delay: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
         certfile: str | os.PathLike[str] | None = None,
@@ -44,7 +46,7 @@ class ArangoDouble:
         self.password = password
         self.users = {username: password, **(users or {})}
         self.engine = Engine(idle_timeout=idle_timeout)
-        self.api = Api(self.engine, Cursors())
+        self.api = Api(self.engine, Cursors(), aql_write_delay=aql_write_delay)
         tls = None
         if certfile is not None:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
