@@ -127,9 +127,9 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            # headers and body in one write: two small writes meet the client's delayed ACK
+            self._headers_buffer.append(b"\r\n" + (payload if self.command != "HEAD" else b""))
+            self.flush_headers()
         except OSError:
             self.close_connection = True
 
