@@ -227,36 +227,41 @@ class ArangoStore:
 
     async def flush(self) -> None:
         async with self._lock:
-            await trio.to_thread.run_sync(self._flush_sync)
+            await self._flush_locked()
 
     async def events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
         async with self._lock:
+            await self._flush_locked()
             rows = await trio.to_thread.run_sync(self._read_sync, execution_id, after_seq)
         return [Event.from_dict(row) for row in rows]
 
     async def execution_ids(self) -> list[str]:
         async with self._lock:
+            await self._flush_locked()
             return await trio.to_thread.run_sync(self._execution_ids_sync)
 
     async def aclose(self) -> None:
         async with self._lock:
             try:
-                if self._pending:
-                    await trio.to_thread.run_sync(self._flush_sync)
+                await self._flush_locked()
             finally:
                 await trio.to_thread.run_sync(self._close_sync)
 
-    # -- blocking work (worker threads only) ----------------------------------------------------
-
-    def _flush_sync(self) -> None:
+    async def _flush_locked(self) -> None:
+        """Write the buffer. The buffer is only touched on the trio thread, where `append` runs."""
         if not self._pending:
             return
         batch, self._pending = self._pending, []
         try:
-            self._call(lambda: self._insert(batch))
+            await trio.to_thread.run_sync(self._write_sync, batch)
         except BaseException:
-            self._pending = batch + self._pending  # kept for the next flush; keys make it idempotent
+            self._pending[:0] = batch  # kept for the next flush; the keys make a resend idempotent
             raise
+
+    # -- blocking work (worker threads only) ----------------------------------------------------
+
+    def _write_sync(self, batch: list[dict[str, Any]]) -> None:
+        self._call(lambda: self._insert(batch))
 
     def _insert(self, batch: list[dict[str, Any]]) -> None:
         remaining = batch
@@ -295,13 +300,11 @@ class ArangoStore:
         return remaining
 
     def _read_sync(self, execution_id: str, after_seq: int) -> list[dict[str, Any]]:
-        self._flush_sync()
         binds = {"execution": execution_id, "after": after_seq, "@events": EVENTS}
         rows: list[dict[str, Any]] = self._call(lambda: self._query(READ_EVENTS, binds))
         return rows
 
     def _execution_ids_sync(self) -> list[str]:
-        self._flush_sync()
         return [str(x) for x in self._call(lambda: self._query(EXECUTION_IDS, {"@events": EVENTS}))]
 
     def _close_sync(self) -> None:
