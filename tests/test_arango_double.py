@@ -361,6 +361,9 @@ def test_aql_cursor_batches(arango: ArangoDouble, db: StandardDatabase) -> None:
     with pytest.raises(ArangoServerError) as excinfo:
         closing.fetch()
     assert server_error(excinfo)[:2] == (404, 1600)
+    page = db.aql.execute("FOR d IN items SORT d.i LIMIT 2, 2 RETURN d.i", full_count=True)
+    assert list(page) == [3, 4]
+    assert page.statistics()["fullCount"] == 7
     small = db.aql.execute("RETURN 1", batch_size=5)
     assert small.id is None and small.close() is None
 

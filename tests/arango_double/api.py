@@ -367,6 +367,9 @@ class Api:
         with self._trx(db, request) as trx:
             result = aql.execute(parsed, binds, _QueryData(self.engine, trx, self.aql_write_delay))
         extra = {"warnings": result.warnings, "stats": result.stats.as_json(time.perf_counter() - started)}
+        if options.get("fullCount"):
+            full = result.stats.full_count
+            extra["stats"]["fullCount"] = len(result.values) if full is None else full
         if options.get("failOnWarning") and result.warnings:
             warning = result.warnings[0]
             raise ArangoError(400, warning["code"], f"AQL: {warning['message']} (while executing)")

@@ -57,6 +57,7 @@ class Stats:
     writes_ignored: int = 0
     scanned_full: int = 0
     filtered: int = 0
+    full_count: int | None = None  # rows before the last top-level LIMIT (`fullCount`)
 
     def as_json(self, execution_time: float) -> dict[str, Any]:
         return {
@@ -109,7 +110,7 @@ def check_binds(query: ast.Query, binds: dict[str, Any]) -> None:
 def execute(query: ast.Query, binds: dict[str, Any], data: Data) -> Result:
     check_binds(query, binds)
     run = _Run(binds, data)
-    values = run.query(query, {})
+    values = run.query(query, {}, top=True)
     return Result(values, run.stats, run.warnings)
 
 
@@ -140,9 +141,11 @@ class _Run:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def query(self, query: ast.Query, base: Row) -> list[Any]:
+    def query(self, query: ast.Query, base: Row, *, top: bool = False) -> list[Any]:
         rows: list[Row] = [base]
         for op in query.ops:
+            if top and isinstance(op, ast.Limit):
+                self.stats.full_count = len(rows)
             if isinstance(op, ast.Return):
                 values = [self.eval(op.expr, row) for row in rows]
                 if op.distinct:
