@@ -406,6 +406,25 @@ async def test_refused_credentials_are_one_line_without_the_password(arango: Ara
     assert PASSWORD not in message
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])  # urllib3 judges GETs, python-arango POSTs
+async def test_a_server_answering_503_is_one_line(arango: ArangoDouble, method: str) -> None:
+    busy = {"error": True, "code": 503, "errorNum": 503, "errorMessage": "service unavailable"}
+    store = arango_store(arango)
+    await store.execution_ids()  # connected and prepared: from here on only AQL POSTs
+    arango.fail_requests(lambda request: Response(503, busy) if request.method == method else None)
+    fresh = store if method == "POST" else arango_store(arango)  # a fresh store starts with GETs
+    with pytest.raises(StoreUnavailable) as excinfo:
+        await fresh.execution_ids()
+    assert str(excinfo.value) == (
+        f"arangodb://root@{arango.host}:{arango.port}/wpk: cannot reach ArangoDB: "
+        "the server answered 503 on every try"
+    )
+    arango.fail_requests(None)
+    assert await fresh.execution_ids() == []  # and works once the server does
+    await store.aclose()
+    await fresh.aclose()
+
+
 async def test_a_user_who_cannot_create_the_database_is_told_so(arango: ArangoDouble) -> None:
     store = ArangoStore(parse_url(store_url(arango, "newdb", user="reader")), "reader-pw")
     with pytest.raises(StoreUnavailable) as excinfo:

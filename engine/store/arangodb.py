@@ -326,8 +326,10 @@ class ArangoStore:
                 if not self._ready:
                     self._prepare()
                 return action()
-        except (StoreUnavailable, EventConflict):
+        except EventConflict:
             raise
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(self._scrub(str(exc))) from None
         except Exception as exc:
             raise StoreUnavailable(self._describe(exc)) from None
 
@@ -380,8 +382,16 @@ class ArangoStore:
             else:
                 message = f"{where}: ArangoDB error: {self._server_reason(exc)}"
         else:
-            exc = (self._http.last_error if self._http else None) or exc
-            if isinstance(exc, requests.exceptions.SSLError):
+            cause = self._http.last_error if self._http else None
+            exc = cause or exc
+            if isinstance(exc, ConnectionAbortedError) and cause is None:
+                # python-arango's verdict after 503 "service unavailable" answers on every try
+                reason = "the server answered 503 on every try"
+            elif isinstance(exc, requests.exceptions.RetryError):  # urllib3 saw only error statuses
+                found = re.search(r"too many (\d+) error responses", str(exc))
+                status = found.group(1) if found else "an error status"
+                reason = f"the server answered {status} on every try"
+            elif isinstance(exc, requests.exceptions.SSLError):
                 reason = "TLS handshake failed (set WPK_ARANGO_CA_FILE to trust a private CA)"
             elif isinstance(exc, requests.exceptions.Timeout):
                 reason = f"no answer within {self._timeout:g}s"
