@@ -252,6 +252,8 @@ async def test_database_collection_and_index_are_created_on_first_use(
     (index,) = [i for i in db.collection(EVENTS).indexes() if i["type"] == "persistent"]
     assert index["fields"] == ["execution_id", "seq"] and index["unique"] is True
     assert db.collection(EVENTS).count() == 1
+    (stored,) = arango.documents("fresh", EVENTS)
+    assert (stored["_key"], stored["execution_id"], stored["seq"]) == ("e:1", "e", 1)
 
 
 async def test_agents_racing_to_create_the_schema_all_succeed(arango: ArangoDouble) -> None:

@@ -21,6 +21,7 @@ import os
 import ssl
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 from .api import Api, Request, Response
 from .cursors import Cursors
@@ -89,6 +90,11 @@ class ArangoDouble:
 
     def create_database(self, name: str) -> None:
         self.engine.create_database("_system", name)
+
+    def documents(self, database: str, collection: str) -> list[dict[str, Any]]:
+        """The committed documents of a collection, read directly (not over HTTP, not recorded)."""
+        with self.engine.implicit(database) as trx:
+            return [dict(doc) for doc in self.engine.scan(trx, collection)]
 
     def running_transactions(self, db: str) -> list[str]:
         return [t.id for t in self.engine.running(db)]
