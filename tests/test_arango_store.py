@@ -396,6 +396,18 @@ async def test_unreachable_server_is_one_line(arango: ArangoDouble) -> None:
     await store.aclose()
 
 
+async def test_a_server_that_does_not_answer_meets_the_request_deadline(arango: ArangoDouble) -> None:
+    release = threading.Event()
+    arango.fail_requests(lambda request: release.wait(5) and None)
+    store = ArangoStore(parse_url(store_url(arango)), PASSWORD, request_timeout=0.3)
+    with pytest.raises(StoreUnavailable) as excinfo:
+        await store.execution_ids()
+    release.set()
+    assert str(excinfo.value).endswith(": cannot reach ArangoDB: no answer within 0.3s")
+    arango.fail_requests(None)
+    await store.aclose()
+
+
 async def test_refused_credentials_are_one_line_without_the_password(arango: ArangoDouble) -> None:
     store = arango_store(arango, password="wrong-" + PASSWORD)
     with pytest.raises(StoreUnavailable) as excinfo:
@@ -408,7 +420,7 @@ async def test_refused_credentials_are_one_line_without_the_password(arango: Ara
     assert PASSWORD not in message
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])  # urllib3 judges GETs, python-arango POSTs
+@pytest.mark.parametrize("method", ["GET", "POST"])  # the GETs of connecting, the POSTs of AQL
 async def test_a_server_answering_503_is_one_line(arango: ArangoDouble, method: str) -> None:
     busy = {"error": True, "code": 503, "errorNum": 503, "errorMessage": "service unavailable"}
     store = arango_store(arango)
