@@ -10,10 +10,8 @@ DEFAULT_STORE = "sqlite:"
 
 
 def open_store(url: str = DEFAULT_STORE) -> EventStore:
-    """`memory:`, `sqlite:` (the default file), or `sqlite:///abs/path.db` (DESIGN §8).
-
-    ArangoDB (`arangodb://…`) slots in here with the store issue.
-    """
+    """`memory:`, `sqlite:` (the default file), `sqlite:///abs/path.db`, or
+    `arangodb[s]://user@host:8529/db` (password from WPK_ARANGO_PASSWORD; DESIGN §6, §8)."""
     if url in ("memory:", "memory://"):
         return MemoryStore()
     if url in ("sqlite:", "sqlite://"):
@@ -22,8 +20,14 @@ def open_store(url: str = DEFAULT_STORE) -> EventStore:
         return SQLiteStore("/" + url.removeprefix("sqlite:///").lstrip("/"))
     if url.startswith("sqlite://"):
         return SQLiteStore(url.removeprefix("sqlite://"))
+    if url.startswith(("arangodb://", "arangodbs://")):
+        from .arangodb import open_arango  # python-arango loads only when an ArangoDB store is used
+
+        return open_arango(url)
     scheme = url.partition(":")[0]
-    raise UnknownStore(f"unsupported store {scheme!r}: use memory:, sqlite: or sqlite:///path/to/db")
+    raise UnknownStore(
+        f"unsupported store {scheme!r}: use memory:, sqlite:, sqlite:///path/to/db or arangodb://user@host:8529/db"
+    )
 
 
 __all__ = ["DEFAULT_STORE", "EventStore", "MemoryStore", "SQLiteStore", "UnknownStore", "open_store"]
