@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .exitcodes import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from .exitcodes import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?")
 
@@ -159,6 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.summary(state)
     if interrupted:
         return EXIT_INTERRUPTED
+    if args.dry_run:
+        return {"will-pass": EXIT_OK, "unknown": EXIT_UNKNOWN}.get(plan["verdict"], EXIT_INVALID)
     return EXIT_OK if str(state.status) == "completed" else EXIT_INVALID
 
 
