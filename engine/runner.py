@@ -794,9 +794,17 @@ class Runner:
 
     def _undo_scope(self, step: Step, index: int | None) -> dict[str, Any]:
         if index is None:
-            return self.scope()
-        items = self.items_of.get(step.id, [])
-        return self.scope(item=items[index] if index < len(items) else None, index=index)
+            scope = self.scope()
+        else:
+            items = self.items_of.get(step.id, [])
+            scope = self.scope(item=items[index] if index < len(items) else None, index=index)
+        if self.dry_run:  # a rollback only follows writes that completed: so they read in its plan
+            simulated = str(StepStatus.SIMULATED)
+            scope["steps"] = {
+                k: {**v, "status": str(StepStatus.COMPLETED)} if v.get("status") == simulated else v
+                for k, v in self.step_scope.items()
+            }
+        return scope
 
     def _describe_undo(self, step: Step, kind: UndoKind, index: int | None) -> str:
         """Concrete words for one compensation: the rendered body, or the adapter's inverse."""
