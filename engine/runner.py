@@ -26,7 +26,7 @@ from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Out
 from .compensation import Undo, UndoKind, describe_call, plan_rollback
 from .conductor import Conductor, SkipStep, StartStep
 from .events import Event, EventType
-from .model import ActionCall, RetryPolicy, Step, Workflow
+from .model import DURATION_FORMS, ActionCall, RetryPolicy, Step, Workflow
 from .overlay import Knowledge, Unknown, display_inputs, merge_all
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
 from .secrets import Redactor, mask_secret_objects
@@ -341,6 +341,11 @@ class Runner:
 
     async def _run_step_body(self, step: Step) -> None:
         base = self.scope()
+        if step.timeout_template is not None:
+            resolved = self._resolve_timeout(step, base)
+            if resolved is None:
+                return
+            step = dataclasses.replace(step, timeout=resolved)
         if step.when is not None:
             from .expressions import RenderError, render_value
 
@@ -353,7 +358,7 @@ class Runner:
                 try:
                     condition = render_value(step.when, base)
                 except RenderError as exc:
-                    self._fail(step, f"when: {exc.message}", "render")
+                    self._fail(step, f"{self._where(step, 'when')}when: {exc.message}", "render")
                     return
                 if not _truthy(condition):
                     self.emit(EventType.STEP_SKIPPED, step.id, reason=f"condition is false: {step.when}")
@@ -363,6 +368,30 @@ class Runner:
             self._record(step, outcome)
             return
         await self._run_items(step, base)
+
+    def _resolve_timeout(self, step: Step, base: Mapping[str, Any]) -> float | None:
+        """`timeout: "{{ ... }}"`: rendered once, before the step starts; a bad one fails the step."""
+        from .expressions import RenderError, render_value
+        from .model import parse_duration
+
+        if self.knowledge is not None and self.knowledge.unknown_in(step.timeout_template) is not None:
+            return 0.0  # a dry-run cannot know it; no limit for the simulation
+        try:
+            value = render_value(step.timeout_template, base)
+            seconds = parse_duration(value)
+            if seconds < 0:
+                raise ValueError(value)
+        except RenderError as exc:
+            self._fail(step, f"{self._where(step, 'timeout')}timeout: {exc.message}", "render")
+            return None
+        except ValueError:
+            self._fail(
+                step,
+                f"{self._where(step, 'timeout')}timeout: {value!r} is not a duration ({DURATION_FORMS})",
+                "invalid_input",
+            )
+            return None
+        return seconds
 
     async def _run_items(self, step: Step, base: Mapping[str, Any]) -> None:
         from .expressions import RenderError, render_value
@@ -374,10 +403,14 @@ class Runner:
         try:
             items = render_value(step.for_each, base)
         except RenderError as exc:
-            self._fail(step, f"for_each: {exc.message}", "render")
+            self._fail(step, f"{self._where(step, 'for_each')}for_each: {exc.message}", "render")
             return
         if not isinstance(items, list):
-            self._fail(step, f"for_each gave {type(items).__name__}, not a list", "render")
+            self._fail(
+                step,
+                f"{self._where(step, 'for_each')}for_each gave {type(items).__name__}, not a list",
+                "render",
+            )
             return
         self.items_of[step.id] = items
         results: list[AttemptResult | None] = [None] * len(items)
@@ -488,6 +521,12 @@ class Runner:
             )
         else:
             self._fail(step, outcome.error or "failed", outcome.reason or "error")
+
+    @staticmethod
+    def _where(step: Step, field: str) -> str:
+        """`file:line:col: ` of a step's field, for a run-time error about it ('' if unknown)."""
+        where = step.where.get(field)
+        return f"{where}: " if where else ""
 
     def _fail(self, step: Step, error: str, reason: str) -> None:
         self.emit(EventType.STEP_FAILED, step.id, error=error, reason=reason)
@@ -688,7 +727,7 @@ class Runner:
             raise StepFailure(f"unknown action {call.uses!r}", retryable=False, reason="invalid_input")
         try:
             if call.templated:
-                inputs = self.render_inputs(call, scope, info)
+                inputs = self.render_inputs(call, scope, info, step)
                 _check_inputs(call.uses, inputs)
             else:
                 inputs = call.inputs  # checked when the runbook was validated
@@ -752,20 +791,25 @@ class Runner:
             read_only=read_only,
         )
 
-    def render_inputs(self, call: ActionCall, scope: Mapping[str, Any], info: ActionInfo) -> Any:
+    def render_inputs(
+        self, call: ActionCall, scope: Mapping[str, Any], info: ActionInfo, step: Step | None = None
+    ) -> Any:
         """Render a call's templated inputs; a template that cannot render fails the attempt."""
         from .expressions import RenderError, render_value
 
         quoted = SHELL_QUOTED_FIELDS.get(call.uses, ())
         properties = info.input_schema.get("properties", {})
         rendered = {}
-        try:
-            for name, value in call.inputs.items():
+        for name, value in call.inputs.items():
+            try:
                 rendered[name] = as_text_where_expected(
                     render_value(value, scope, shell=name in quoted), properties.get(name, {})
                 )
-        except RenderError as exc:
-            raise StepFailure(f"inputs: {exc.message}", retryable=False, reason="render") from None
+            except RenderError as exc:
+                where = self._where(step, f"with.{name}") if step is not None and call is step.call else ""
+                raise StepFailure(
+                    f"{where}inputs: {name}: {exc.message}", retryable=False, reason="render"
+                ) from None
         return rendered
 
     def _outputs(self, step: Step, result: Any, scope: Mapping[str, Any], *, simulated: bool) -> Any:
@@ -773,12 +817,18 @@ class Runner:
             return {}
         from .expressions import RenderError, render_value
 
-        try:
-            return render_value(dict(step.outputs), {**scope, "result": result})
-        except RenderError as exc:
-            if simulated:
-                return {}
-            raise StepFailure(f"outputs: {exc.message}", retryable=False, reason="render") from None
+        outputs = {}
+        for name, template in step.outputs.items():
+            try:
+                outputs[name] = render_value(template, {**scope, "result": result})
+            except RenderError as exc:
+                if simulated:
+                    continue
+                where = self._where(step, f"outputs.{name}")
+                raise StepFailure(
+                    f"{where}outputs.{name}: {exc.message}", retryable=False, reason="render"
+                ) from None
+        return outputs
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback_plan(self, *, dry_run: bool = False) -> list[Undo]:
