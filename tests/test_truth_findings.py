@@ -97,7 +97,7 @@ async def test_a_bad_timeout_value_names_the_valid_forms() -> None:
         ),
         (
             '{id: a, uses: core.echo, with: {message: "{{ params.n.x }}"}}',
-            "with",
+            "inputs",
             "inputs: message: undefined",
         ),
     ],
