@@ -88,16 +88,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.package)
     if workflow is None:
         return EXIT_USAGE
+    from_file: dict[str, Any] = {}
     try:
-        given: dict[str, Any] = load_params_file(args.params_file) if args.params_file else {}
-        given.update(parse_assignments(args.param, workflow.params))
+        from_file = load_params_file(args.params_file) if args.params_file else {}
+        given: dict[str, Any] = dict(from_file)
+        from_cli = parse_assignments(args.param, workflow.params)
+        given.update(from_cli)
+        for name in from_cli:
+            from_file.pop(name, None)  # -p wins: a problem with it is not the file's
         params = resolve_params(workflow.params, given)
         secrets = resolve_secrets(workflow.secrets)
         store = open_store(args.store)
         adapter_config = _load_config(args.config)
     except ParamError as exc:
         for problem in exc.problems:
-            _err(f"{args.package}: {problem}")
+            named = re.match(r"parameter '([^']+)'", problem)
+            source = args.params_file if named and named.group(1) in from_file else args.package
+            _err(f"{source}: {problem}")
         return EXIT_USAGE
     except MissingSecrets as exc:
         for name in exc.names:

@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .durations import DURATION_FORMS as DURATION_FORMS
 from .loader import SourceDoc
 from .template_text import is_template
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ROLLBACK_TIMEOUT = 600.0
-DURATION_FORMS = "durations look like 500ms, 30s, 5m, 2h, or a whole number of seconds"
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
