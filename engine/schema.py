@@ -22,6 +22,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 
 from .durations import duration_problem
+from .formats import FORMAT_CHECKER
 
 if TYPE_CHECKING:
     import regex
@@ -75,7 +76,7 @@ def _pattern_keyword(
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+_FORMAT_CHECKER = FORMAT_CHECKER  # every format docs/format.md lists, checked (engine/formats.py)
 
 SafeValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator, validators={"pattern": _pattern_keyword}
@@ -208,6 +209,8 @@ def friendly_message(error: ValidationError, where: str) -> tuple[str, str | Non
         if error.message.startswith(("pattern ", "invalid pattern")):
             return f"{where}: {error.message}", None
         return f"{where}: {instance!r} does not match {value!r}" + (f" ({hint})" if hint else ""), None
+    if keyword == "format":
+        return f"{where}: {instance!r} is not a valid {value} (format: {value})", None
     if keyword == "minItems" and isinstance(instance, list) and not instance:
         return f"{where}: must not be empty", None
     if keyword in ("oneOf", "anyOf"):
