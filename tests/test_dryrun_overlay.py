@@ -110,3 +110,62 @@ async def test_the_real_run_of_the_same_runbook_completes(k8s: K8sDouble, config
     assert str(runner.state.status) == "completed", runner.state.error
     assert runner.state.steps["after"].outputs == {"replicas": 4, "ready": 4}
     assert str(runner.state.steps["health_gate"].status) == "skipped"
+
+
+async def test_reads_after_a_simulated_apply_delete_and_patch(k8s: K8sDouble, config: dict[str, Any]) -> None:
+    wf = workflow("""
+        steps:
+          - id: create
+            uses: k8s.apply
+            with:
+              manifest: {apiVersion: v1, kind: ConfigMap, metadata: {name: extra}, data: {a: "1"}}
+          - id: read_created
+            needs: [create]
+            uses: k8s.get
+            with: {kind: ConfigMap, name: extra}
+            outputs: {a: "{{ result.object.data.a }}"}
+          - id: label
+            uses: k8s.patch
+            with: {kind: Deployment, name: web, patch_type: merge, patch: {metadata: {labels: {tier: peak}}}}
+          - id: listing
+            needs: [label]
+            uses: k8s.get
+            with: {kind: Deployment, label_selector: app=web}
+            outputs:
+              tier: "{{ result['items'][0].metadata.labels.tier }}"
+              everything: "{{ result['items'] | length }}"
+          - id: logs
+            needs: [label]
+            uses: k8s.logs
+            with: {label_selector: app=web, tail_lines: 1}
+          - id: events
+            needs: [label]
+            uses: k8s.events
+            with: {kind: Deployment, name: web}
+          - id: gone
+            needs: [logs, events, listing]
+            uses: k8s.delete
+            with: {kind: Deployment, name: web}
+          - id: after_delete
+            needs: [gone]
+            uses: k8s.get
+            with: {kind: Deployment, name: web}
+    """)
+    runner, _ = await run(wf, dry_run=True, adapter_config=config)
+    steps = {s["id"]: s for s in build_plan(wf, runner.state)["steps"]}
+    # The created ConfigMap does not exist, yet the read after the simulated apply sees it.
+    assert k8s.get("ConfigMap", "extra") is None
+    assert steps["read_created"]["outputs"] == {"a": "1"}
+    # A listing holds the patched object as the server's dry-run returned it.
+    assert steps["listing"]["outputs"]["tier"] == "peak"
+    # Reading the whole list reads the unknown status too: unknown (conservative, never wrong).
+    assert steps["listing"]["outputs"]["everything"].startswith(
+        "unknown - depends on the simulated change of step label"
+    )
+    assert "result.items.0.status" in steps["listing"]["unknown_parts"]
+    # Logs and events in the namespace of the changed workload are what the change causes.
+    assert steps["logs"]["status"] == "unknown" and steps["events"]["status"] == "unknown"
+    # After a simulated delete the object is gone: a read fails, but only "unknown".
+    assert steps["after_delete"]["status"] == "unknown"
+    assert "would be deleted by the simulated step 'gone'" in steps["after_delete"]["summary"]
+    assert k8s.get("Deployment", "web") is not None
