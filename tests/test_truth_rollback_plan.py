@@ -21,6 +21,7 @@ from k8s_double import K8sDouble  # tests/ is on sys.path under pytest
 from runbooks import run, workflow
 
 from wpk.engine import build_plan
+from wpk.engine.compensation import undo_text
 from wpk.engine.events import EventType
 from wpk.engine.model import Workflow
 from wpk.engine.plan import render_plan_text
@@ -173,9 +174,10 @@ async def test_shell_explicit_rollbacks_items_conditions_and_none(tmp_path: Path
     ]
     assert str(real.state.status) == "rolled_back"
     # The text plan says the same as the JSON plan, line for line.
-    text = render_plan_text(plan)
+    text = render_plan_text(plan).splitlines()
     for number, entry in enumerate(plan["rollback"], 1):
-        assert f"  {number}. {entry['step']}" in text
+        assert f"  {number}. {undo_text(entry)}" in text
+    assert any(line.endswith(f". maybe: {undo % 'maybe'} (if it ran)") for line in text)
 
 
 async def test_a_write_with_no_inverse_is_planned_as_impossible_and_ends_rollback_failed(
@@ -222,7 +224,11 @@ async def test_k8s_automatic_inverses_and_explicit_k8s_rollback(
 ) -> None:
     body = """
     steps:
+      - id: look
+        uses: k8s.get
+        with: {kind: Deployment, name: web}
       - id: scale
+        needs: [look]
         uses: k8s.scale
         with: {kind: Deployment, name: web, replicas: 4}
       - id: create
@@ -255,6 +261,7 @@ async def test_k8s_automatic_inverses_and_explicit_k8s_rollback(
     assert words["create"] == "delete ConfigMap default/extra"
     assert words["label"] == "restore the previous Deployment default/web"
     assert words["explicit"].startswith('run k8s.patch with {"kind": "Deployment"')
+    assert plan["rollback"][-1] == {"step": "look", "kind": "nothing", "action": "nothing to undo: read-only"}
     notes = {u["step"]: u.get("note") for u in plan["rollback"]}
     assert notes["scale"] and "read now" in notes["scale"]
     assert compensated(events) == [(s, i) for s, i, *_ in planned]
