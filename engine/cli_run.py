@@ -218,6 +218,8 @@ class Progress:
             self.line(f"x {step} cancelled")
         elif t is E.ROLLBACK_STARTED:
             self.line(f"rolling back {len(d.get('plan', []))} step(s)")
+        elif t is E.COMPENSATION_STARTED:
+            self.line(f"< {step} undoing: {d.get('how')}")
         elif t is E.COMPENSATION_COMPLETED and event.item is None:
             self.line(f"< {step} compensated")
         elif t is E.COMPENSATION_FAILED and event.item is None:
