@@ -569,7 +569,7 @@ class _Composer:
             hint = (
                 " (an unquoted {{ ... }} is read as a YAML mapping: quote a value that starts with {{, "
                 'e.g. name: "{{ params.x }}")'
-                if is_map and self.last_map_start == (line, col - 1)
+                if is_map and self.last_map_start == (line, col - 1) and len(self.stack) > 1
                 else ""
             )
             raise self.fail(
