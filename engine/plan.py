@@ -88,6 +88,15 @@ def build_plan(
         if inputs and entry["id"] in inputs and "inputs" not in entry:
             entry["inputs"] = inputs[entry["id"]]
     rollback = list(state.rollback_plan or []) if workflow.rollback_enabled else []
+    # A step's `inverse` is what its rollback does, in the rollback plan's words (an explicit
+    # `rollback:` body, not the adapter's "no automatic inverse"), so the two never disagree.
+    undo_of: dict[str, list[str]] = {}
+    for undo in rollback:
+        undo_of.setdefault(undo["step"], []).append(undo["action"])
+    for entry in steps:
+        if entry["id"] in undo_of:
+            actions = list(dict.fromkeys(undo_of[entry["id"]]))
+            entry["inverse"] = actions[0] if len(actions) == 1 else "; ".join(actions)
     return {
         "workflow_id": workflow.workflow_id,
         "verdict": verdict(workflow, state, steps),

@@ -157,6 +157,8 @@ async def test_shell_explicit_rollbacks_items_conditions_and_none(tmp_path: Path
         ("per_item", 0, "body", item % "a"),
         ("make", None, "body", undo % "make"),
     ]
+    # The step's own `inverse` says the same: the explicit body, not "no automatic inverse".
+    assert {s["id"]: s for s in plan["steps"]}["make"]["inverse"] == undo % "make"
     kinds = {u["step"]: u for u in plan["rollback"]}
     assert kinds["maybe"]["conditional"] is True  # "if it ran"
     assert kinds["kept"]["action"] == "nothing to undo: the step says `rollback: none`"
