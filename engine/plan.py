@@ -24,7 +24,10 @@ WILL_PASS = "will-pass"
 WILL_FAIL = "will-fail"
 UNKNOWN = "unknown"
 
-_KEPT = ("summary", "details", "diff", "inverse", "inputs", "items", "unknown", "unknown_parts", "condition")
+_KEPT = (
+    "summary", "details", "diff", "inverse", "inputs", "items", "unknown", "unknown_parts", "condition",
+    "outputs_now",
+)  # fmt: skip
 
 
 def _step_entry(workflow: Workflow, state: ExecutionState, step_id: str, phase: str) -> dict[str, Any]:
@@ -156,7 +159,8 @@ def render_plan_text(plan: dict[str, Any]) -> str:
             lines.append(f"        {s['unknown']['text']}")
         lines.extend(_input_lines(s))
         for i, item in enumerate(s.get("items") or []):
-            lines.append(f"        [{i}] {item.get('summary', '')}".rstrip())
+            seen = f"seen now: {_compact(item['outputs_now'])}" if item.get("outputs_now") else ""
+            lines.append(f"        [{i}] {item.get('summary', '') or seen}".rstrip())
         said = {(s.get("unknown") or {}).get("text")} if s["status"] in ("unknown", "would-run") else set()
         for part, why in (s.get("unknown_parts") or {}).items():
             if why not in said:
@@ -167,6 +171,10 @@ def render_plan_text(plan: dict[str, Any]) -> str:
             }
             if known:
                 lines.append(f"        outputs: {_compact(known)}")
+        if s.get("outputs_now"):
+            lines.append(
+                f"        seen now (may change with the simulated change): {_compact(s['outputs_now'])}"
+            )
         if s.get("diff"):
             lines.extend("        " + line for line in str(s["diff"]).splitlines())
     if not plan.get("rollback_enabled", True):

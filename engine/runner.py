@@ -64,6 +64,7 @@ class AttemptResult:
     unknown: Unknown | None = None  # dry-run: part or all of it depends on a simulated change
     outcome_unknown: bool = False  # dry-run: whether it succeeds depends on a simulated change
     unknown_info: dict[str, str] | None = None  # dry-run: which parts are unknown, and why
+    outputs_now: dict[str, Any] | None = None  # dry-run: unknown outputs as a read sees them now
 
 
 @dataclass(slots=True, kw_only=True)
@@ -471,7 +472,11 @@ class Runner:
                 **self._dry_inputs([r.inputs for r in done]),
                 **self._dry_plan(
                     {
-                        "items": [_plan_dict(None, r.inputs, r.unknown_info) for r in done],
+                        "items": [
+                            _plan_dict(None, r.inputs, r.unknown_info)
+                            | ({"outputs_now": r.outputs_now} if r.outputs_now else {})
+                            for r in done
+                        ],
                         **_unknown_entry(
                             merge_all(r.unknown for r in done), any(r.outcome_unknown for r in done)
                         ),
@@ -505,6 +510,7 @@ class Runner:
                     _plan_dict(None, outcome.inputs, outcome.unknown_info)
                     | _unknown_entry(outcome.unknown, outcome.outcome_unknown)
                     | self._condition_entry(step)
+                    | ({"outputs_now": outcome.outputs_now} if outcome.outputs_now else {})
                 ),
             )
         elif outcome.status is StepStatus.SIMULATED:
@@ -646,6 +652,9 @@ class Runner:
         if not parts:
             return
         shown, unknown_outputs = knowledge.unknown_outputs(step, result.outputs, parts)
+        if result.status is StepStatus.COMPLETED and unknown_outputs and isinstance(result.outputs, dict):
+            # What the read sees now is still worth showing, beside "unknown".
+            result.outputs_now = {k: v for k, v in result.outputs.items() if k in unknown_outputs}
         result.outputs = shown
         info = {**knowledge.describe_parts(parts)}
         info.update({f"outputs.{name}": u.text() for name, u in unknown_outputs.items()})
