@@ -154,3 +154,25 @@ def test_text_plan_shows_request_bodies_and_stdin(tmp_path: Path) -> None:
     )
     assert "with stdin: line for stdin" in result.stdout, result.stdout
     assert 'with json: {"text": "body text"}' in result.stdout, result.stdout
+
+
+async def test_an_unknown_read_still_shows_what_it_sees_now() -> None:
+    wf = workflow("""
+        steps:
+          - {id: write, uses: shell.run, with: {argv: ["true"]}, rollback: none}
+          - id: look
+            needs: [write]
+            uses: shell.run
+            dry_run: execute
+            rollback: none
+            with: {argv: [echo, "3 files"]}
+            outputs: {seen: "{{ result.stdout | trim }}"}
+    """)
+    runner, _ = await run(wf, dry_run=True)
+    look = {s["id"]: s for s in build_plan(wf, runner.state)["steps"]}["look"]
+    assert look["status"] == "unknown"
+    assert look["outputs"]["seen"].startswith("unknown - depends on the simulated change of step write")
+    assert look["outputs_now"] == {"seen": "3 files"}
+    assert 'seen now (may change with the simulated change): {"seen": "3 files"}' in render_plan_text(
+        build_plan(wf, runner.state)
+    )
