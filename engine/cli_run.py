@@ -217,7 +217,8 @@ class Progress:
         elif t is E.STEP_CANCELLED:
             self.line(f"x {step} cancelled")
         elif t is E.ROLLBACK_STARTED:
-            self.line(f"rolling back {len(d.get('plan', []))} step(s)")
+            acting = [u for u in d.get("plan", []) if u.get("kind") != "nothing"]
+            self.line(f"rolling back: {len(acting)} compensation(s), in reverse completion order")
         elif t is E.COMPENSATION_STARTED:
             self.line(f"< {step} undoing: {d.get('how')}")
         elif t is E.COMPENSATION_COMPLETED and event.item is None:
