@@ -191,3 +191,14 @@ async def test_rollback_has_its_own_deadline(mock_clock: trio.testing.MockClock)
     runner, _ = await run(wf)
     assert str(runner.state.status) == "rollback_failed"
     assert "rollback timed out after 5s" in (runner.state.error or "")
+
+
+def test_result_is_not_in_scope_in_a_rollback_body() -> None:
+    step = (
+        "{id: a, uses: core.echo, with: {message: hi}, "
+        'rollback: {uses: core.echo, with: {message: "{{ result.message }}"}}}'
+    )
+    errors = [str(d) for d in validate_text(HEAD + f"  steps:\n    - {step}\n", "t.yaml").errors]
+    assert len(errors) == 1 and "`result` is only defined inside `outputs`" in errors[0], errors
+    own = step.replace("result.message", "steps.a.result.message")
+    assert validate_text(HEAD + f"  steps:\n    - {own}\n", "t.yaml").valid
