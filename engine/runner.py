@@ -958,7 +958,7 @@ class Runner:
                 self._undo_scope(step, index),
                 item_index=index,
                 compensating=True,
-                policy=body.retries or RetryPolicy(),
+                policy=body.retries or step.retries,  # docs/format.md: the step's own by default
                 timeout=body.timeout or step.timeout,
             )
             return None if outcome.status is StepStatus.COMPLETED else outcome.error

@@ -202,3 +202,17 @@ def test_result_is_not_in_scope_in_a_rollback_body() -> None:
     assert len(errors) == 1 and "`result` is only defined inside `outputs`" in errors[0], errors
     own = step.replace("result.message", "steps.a.result.message")
     assert validate_text(HEAD + f"  steps:\n    - {own}\n", "t.yaml").valid
+
+
+async def test_a_rollback_body_retries_like_its_step(mock_clock: trio.testing.MockClock) -> None:
+    wf = workflow("""
+        steps:
+          - id: change
+            uses: rec.write
+            retries: {attempts: 3, backoff: 1s}
+            rollback: {uses: rec.flaky, with: {label: undo, fail_times: 2}}
+          - {id: fail, uses: rec.boom, needs: [change]}
+    """)
+    runner, _ = await run(wf)
+    assert str(runner.state.status) == "rolled_back", runner.state.error
+    assert [kind for kind, label, _ in JOURNAL.entries if label == "undo"] == ["fail", "fail", "apply"]
