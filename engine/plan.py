@@ -34,6 +34,8 @@ def _step_entry(workflow: Workflow, state: ExecutionState, step_id: str, phase: 
     step = workflow.step(step_id)
     record = state.step(step_id)
     entry: dict[str, Any] = {"id": step_id, "phase": phase, "uses": step.call.uses}
+    if step.description:
+        entry["description"] = step.description
     plan = record.plan or {}
     unknown = plan.get("unknown") or {}
     if record.status is StepStatus.SIMULATED:
@@ -153,6 +155,8 @@ def render_plan_text(plan: dict[str, Any]) -> str:
         else:
             detail = "not reached"
         lines.append(prefix + str(detail))
+        if s.get("description"):
+            lines.append(f"        ({_compact(s['description'], 160)})")
         if s.get("condition"):
             lines.append(f"        only if {s['condition']}; otherwise skipped")
         elif s["status"] == "unknown" and s.get("unknown") and s.get("summary"):

@@ -16,8 +16,10 @@ from recording_adapter import JOURNAL, RecordingAdapter, reset
 from runbooks import run, workflow
 
 from wpk.adapters import registry
+from wpk.engine import build_plan
 from wpk.engine.model import parse_duration
 from wpk.engine.params import ParamError, resolve_params
+from wpk.engine.plan import render_plan_text
 from wpk.engine.validate import validate_text
 
 JSON_MEMORY = ["--format", "json", "--store", "memory:"]
@@ -216,3 +218,20 @@ async def test_a_rollback_body_retries_like_its_step(mock_clock: trio.testing.Mo
     runner, _ = await run(wf)
     assert str(runner.state.status) == "rolled_back", runner.state.error
     assert [kind for kind, label, _ in JOURNAL.entries if label == "undo"] == ["fail", "fail", "apply"]
+
+
+async def test_skip_reasons_and_descriptions_read_as_documented() -> None:
+    wf = workflow("""
+        params: {go: {type: boolean, default: false}}
+        steps:
+          - {id: boom, uses: rec.boom, description: Breaks on purpose}
+          - {id: after, uses: core.noop, needs: [boom]}
+          - {id: maybe, uses: core.noop, when: "{{ params.go }}"}
+    """)
+    runner, _ = await run(wf)
+    assert runner.state.steps["after"].reason == "upstream step 'boom' failed"
+    assert runner.state.steps["maybe"].reason == "condition is false: {{ params.go }}"
+    dry, _ = await run(wf, dry_run=True)
+    plan = build_plan(wf, dry.state)
+    assert plan["steps"][0]["description"] == "Breaks on purpose"
+    assert "        (Breaks on purpose)" in render_plan_text(plan).splitlines()
