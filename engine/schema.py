@@ -208,6 +208,8 @@ def friendly_message(error: ValidationError, where: str) -> tuple[str, str | Non
         hint = schema.get("description", "")
         if error.message.startswith(("pattern ", "invalid pattern")):
             return f"{where}: {error.message}", None
+        if hint and len(str(value)) > 60:  # a long regex (SemVer's) says less than its description
+            return f"{where}: {instance!r} is not valid here: {hint}", None
         return f"{where}: {instance!r} does not match {value!r}" + (f" ({hint})" if hint else ""), None
     if keyword == "format":
         return f"{where}: {instance!r} is not a valid {value} (format: {value})", None

@@ -17,6 +17,7 @@ from runbooks import run, workflow
 
 from wpk.adapters import registry
 from wpk.engine import build_plan
+from wpk.engine.loader import LoadError, load_bytes
 from wpk.engine.model import parse_duration
 from wpk.engine.params import ParamError, resolve_params
 from wpk.engine.plan import render_plan_text
@@ -235,3 +236,27 @@ async def test_skip_reasons_and_descriptions_read_as_documented() -> None:
     plan = build_plan(wf, dry.state)
     assert plan["steps"][0]["description"] == "Breaks on purpose"
     assert "        (Breaks on purpose)" in render_plan_text(plan).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [(b"a: 0755", 755), (b"a: 1:30", "1:30"), (b"a: yes", "yes"), (b"a: off", "off"), (b"a: true", True)],
+)
+def test_yaml_promises_of_the_format_page(text: bytes, value: object) -> None:
+    assert load_bytes(text, "x.yaml").data == {"a": value}
+
+
+@pytest.mark.parametrize("text", [b"a: .nan", b"a: .inf", b"a: !!str 5", b"a: &x 1\nb: *x", b"a: 1\na: 2"])
+def test_yaml_the_format_page_refuses(text: bytes) -> None:
+    with pytest.raises(LoadError):
+        load_bytes(text, "x.yaml")
+
+
+def test_a_version_that_is_not_semver_says_what_a_version_is() -> None:
+    result = validate_text(
+        "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: t, version: '1.2'}\nspec:\n"
+        "  steps:\n    - {id: a, uses: core.noop}\n",
+        "t.yaml",
+    )
+    (error,) = [str(d) for d in result.errors]
+    assert "metadata.version: '1.2' is not valid here: Semantic version of the runbook (SemVer 2.0" in error
