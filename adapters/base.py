@@ -80,9 +80,27 @@ class StepContext:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Unpredictable:
+    """Dry-run only: part of a result that no server can predict, because of a simulated write.
+
+    `path` leads into the result (`()` is all of it); `step` is the simulated step whose change
+    it depends on; `why` says what cannot be known ("readiness after the change")."""
+
+    path: tuple[str | int, ...] = ()
+    step: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     result: dict[str, Any]
     undo: dict[str, Any] | None = None
+    inverse: str | None = None  # what compensating would do, in concrete words
+    # Dry-run reads only: `sees_simulated` says the adapter answered through its overlay of this
+    # run's simulated writes (so they need not make the whole result unknown); `unknown` lists
+    # the parts it could not predict.
+    sees_simulated: bool = False
+    unknown: tuple[Unpredictable, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +112,7 @@ class Plan:
     diff: str | None = None
     result: dict[str, Any] | None = None  # a simulated result, when the target gave one
     inverse: str | None = None  # what compensation would do, in words
+    unknown: tuple[Unpredictable, ...] = ()  # parts of `result` the server cannot predict
 
 
 @runtime_checkable

@@ -63,7 +63,14 @@ class CoreAdapter:
         if action == "noop":
             return Outcome(result={})
         if action == "echo":
-            return Outcome(result={"message": _echo_message(inputs)})
+            message = _echo_message(inputs)
+            # Text goes into the log stream: the progress shows it, the record keeps it (a summary
+            # step's message is what it is for). Structured data stays in the result, where the
+            # engine masks Kubernetes Secret objects; a log line would not be.
+            if isinstance(message, str):
+                for line in message.splitlines() or [""]:
+                    ctx.log("info", line)
+            return Outcome(result={"message": message})
         if action == "sleep":
             await trio.sleep(_seconds(inputs))
             return Outcome(result={})

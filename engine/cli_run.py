@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .exitcodes import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from .exitcodes import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?")
 
@@ -88,16 +88,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.package)
     if workflow is None:
         return EXIT_USAGE
+    from_file: dict[str, Any] = {}
     try:
-        given: dict[str, Any] = load_params_file(args.params_file) if args.params_file else {}
-        given.update(parse_assignments(args.param, workflow.params))
+        from_file = load_params_file(args.params_file) if args.params_file else {}
+        given: dict[str, Any] = dict(from_file)
+        from_cli = parse_assignments(args.param, workflow.params)
+        given.update(from_cli)
+        for name in from_cli:
+            from_file.pop(name, None)  # -p wins: a problem with it is not the file's
         params = resolve_params(workflow.params, given)
         secrets = resolve_secrets(workflow.secrets)
         store = open_store(args.store)
         adapter_config = _load_config(args.config)
     except ParamError as exc:
         for problem in exc.problems:
-            _err(f"{args.package}: {problem}")
+            named = re.match(r"parameter '([^']+)'", problem)
+            source = args.params_file if named and named.group(1) in from_file else args.package
+            _err(f"{source}: {problem}")
         return EXIT_USAGE
     except MissingSecrets as exc:
         for name in exc.names:
@@ -159,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.summary(state)
     if interrupted:
         return EXIT_INTERRUPTED
+    if args.dry_run:
+        return {"will-pass": EXIT_OK, "unknown": EXIT_UNKNOWN}.get(plan["verdict"], EXIT_INVALID)
     return EXIT_OK if str(state.status) == "completed" else EXIT_INVALID
 
 
@@ -208,7 +217,10 @@ class Progress:
         elif t is E.STEP_CANCELLED:
             self.line(f"x {step} cancelled")
         elif t is E.ROLLBACK_STARTED:
-            self.line(f"rolling back {len(d.get('plan', []))} step(s)")
+            acting = [u for u in d.get("plan", []) if u.get("kind") != "nothing"]
+            self.line(f"rolling back: {len(acting)} compensation(s), in reverse completion order")
+        elif t is E.COMPENSATION_STARTED:
+            self.line(f"< {step} undoing: {d.get('how')}")
         elif t is E.COMPENSATION_COMPLETED and event.item is None:
             self.line(f"< {step} compensated")
         elif t is E.COMPENSATION_FAILED and event.item is None:

@@ -1,4 +1,4 @@
-"""The conductor: which step runs next, and what rollback must undo. No I/O.
+"""The conductor: which step runs next. No I/O (what rollback undoes: `compensation.py`).
 
 Like orquesta's conductor, this decides and the host acts: the trio runner reports each step
 that finishes and carries out the commands returned. Bookkeeping is incremental (a count of
@@ -8,14 +8,9 @@ log through the same methods rebuilds the same decisions after a crash.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wpk.adapters import registry
-from wpk.adapters.base import Inverse
-
-from .model import RollbackMode, Step, Workflow
+from .model import Workflow
 from .state import ExecutionState, StepStatus
 
 
@@ -102,67 +97,3 @@ class Conductor:
     def pending(self, state: ExecutionState) -> list[str]:
         """Main steps that never started (after a cancel or timeout)."""
         return [s.id for s in self.workflow.steps if state.step(s.id).status is StepStatus.PENDING]
-
-
-class CompensationKind(enum.StrEnum):
-    BODY = "body"  # the step's explicit `rollback:` body
-    INVERSE = "inverse"  # the adapter's automatic inverse
-    IMPOSSIBLE = "impossible"  # a write with no inverse and no body: reported, not hidden
-
-
-@dataclass(frozen=True, slots=True)
-class Compensation:
-    step_id: str
-    kind: CompensationKind
-    items: tuple[int, ...] = ()  # for_each items to undo, last completed first
-
-    def describe(self, step: Step) -> str:
-        if self.kind is CompensationKind.BODY and step.rollback_body is not None:
-            return f"run {step.rollback_body.uses}"
-        if self.kind is CompensationKind.INVERSE:
-            return f"undo {step.call.uses} (automatic inverse)"
-        return f"cannot undo {step.call.uses}: no automatic inverse and no `rollback:` body"
-
-
-def _needs_compensation(step: Step, read_only: bool) -> CompensationKind | None:
-    if step.rollback_mode is RollbackMode.NONE:
-        return None
-    if step.rollback_mode is RollbackMode.BODY:
-        return CompensationKind.BODY
-    info = registry.action_info(step.call.uses)
-    if read_only or info is None or info.inverse is Inverse.NOT_NEEDED:
-        return None
-    if info.inverse is Inverse.AUTO:
-        return CompensationKind.INVERSE
-    # `dry_run: execute` declares the step harmless enough to run during a dry-run: a read in
-    # all but name, so there is nothing to undo (the validator reads it the same way).
-    return None if step.dry_run == "execute" else CompensationKind.IMPOSSIBLE
-
-
-def compensation_plan(
-    workflow: Workflow, state: ExecutionState, *, statuses: Iterable[StepStatus] = (StepStatus.COMPLETED,)
-) -> list[Compensation]:
-    """Completed main steps to undo, in reverse completion order.
-
-    A dependant always completes after the steps it needs, so reverse completion order never
-    undoes a step before one that depends on it. Steps already compensated are left out, which
-    makes a second rollback of the same execution a no-op. A failed `for_each` step still has
-    its completed items undone: those changes happened.
-    """
-    wanted = set(statuses)
-    item_done = wanted & {StepStatus.COMPLETED, StepStatus.SIMULATED}  # a dry-run plans simulated items
-    candidates = []
-    for step in workflow.steps:
-        record = state.steps.get(step.id)
-        if record is None or record.completed_seq is None:
-            continue
-        done = (i for i, it in (record.items or {}).items() if it.status in item_done)
-        items = tuple(sorted(done, reverse=True))
-        if record.status not in wanted and not (record.status is StepStatus.FAILED and items):
-            continue
-        kind = _needs_compensation(step, record.read_only)
-        if kind is None:
-            continue
-        candidates.append((record.completed_seq, Compensation(step.id, kind, items)))
-    candidates.sort(key=lambda pair: pair[0], reverse=True)
-    return [c for _, c in candidates]

@@ -1154,7 +1154,7 @@ class _Checker:
 
     def test(self, node: nodes.Test, depth: int) -> None:
         if node.name not in ALLOWED_TESTS:
-            raise ExpressionError(f"test `{node.name}` is not allowed", _offset(node))
+            raise ExpressionError(f"test `{node.name}` is not allowed{_test_hint(node.name)}", _offset(node))
         self.expr(node.node, depth + 1)
         self.arguments(node, depth)
 
@@ -1181,7 +1181,33 @@ def _check_test_name(filter_name: str, arg: nodes.Expr) -> None:
             f"the test argument of `{filter_name}` must be a constant test name", _start(arg)
         )
     if arg.value not in ALLOWED_TESTS:
-        raise ExpressionError(f"test `{arg.value}` is not allowed", _offset(arg))
+        raise ExpressionError(f"test `{arg.value}` is not allowed{_test_hint(arg.value)}", _offset(arg))
+
+
+# Jinja's other names for tests wpk has under one name each.
+_TEST_ALIASES = {
+    "equalto": "eq",
+    "==": "eq",
+    "!=": "ne",
+    "greaterthan": "gt",
+    ">": "gt",
+    "lessthan": "lt",
+    "<": "lt",
+    ">=": "ge",
+    "<=": "le",
+}
+
+
+def _test_hint(name: str) -> str:
+    """`; use `eq`` for Jinja's aliases, else a near spelling, else the list of tests."""
+    if name in _TEST_ALIASES:
+        return f"; use `{_TEST_ALIASES[name]}` (wpk keeps one name per test)"
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(ALLOWED_TESTS), n=1, cutoff=0.7)
+    if close:
+        return f"; did you mean `{close[0]}`?"
+    return "; the tests are " + ", ".join(sorted(ALLOWED_TESTS))
 
 
 def _call_message(node: nodes.Call) -> str:

@@ -486,6 +486,7 @@ class _Composer:
         self.path = path
         self.max_depth = max_depth
         self.stack: list[_Frame] = []
+        self.last_map_start = (0, 0)  # where the latest mapping began: `{{` is two, side by side
         self.root: Any = None
         self.root_node: NodePos | None = None
         self.root_empty = False
@@ -565,9 +566,19 @@ class _Composer:
             frame.children.append(node)
         elif frame.key is None:
             kind = "mapping" if is_map else "sequence"
-            raise self.fail(event, "yaml-non-string-key", f"a mapping key must be a string, not a {kind}")
+            hint = (
+                " (an unquoted {{ ... }} is read as a YAML mapping: quote a value that starts with {{, "
+                'e.g. name: "{{ params.x }}")'
+                if is_map and self.last_map_start == (line, col - 1) and len(self.stack) > 1
+                else ""
+            )
+            raise self.fail(
+                event, "yaml-non-string-key", f"a mapping key must be a string, not a {kind}{hint}"
+            )
         else:
             self.add_entry(frame, value, node)
+        if is_map:
+            self.last_map_start = (line, col)
         self.stack.append(_Frame(value, node.children, is_map))
 
     def take_key(self, frame: _Frame, key: Any, event: ev.ScalarEvent, line: int, col: int) -> None:

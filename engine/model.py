@@ -7,17 +7,20 @@ templates are pre-parsed, the DAG (topological order, predecessors, successors) 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .durations import DURATION_FORMS as DURATION_FORMS
 from .loader import SourceDoc
 from .template_text import is_template
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ROLLBACK_TIMEOUT = 600.0
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -115,6 +118,7 @@ class Step:
     concurrency: int | None = None
     max_failures: FailureBudget | None = None  # None: see `item_stop_after`
     timeout: float | None = None
+    timeout_template: str | None = None  # `timeout: "{{ ... }}"`, resolved before the step starts
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     continue_on_error: bool = False
     outputs: Mapping[str, Any] = field(default_factory=dict)
@@ -124,6 +128,9 @@ class Step:
     idempotent: bool = False
     description: str = ""
     line: int = 0
+    # "path:line:col" of the fields a run can fail on (when, for_each, timeout, with, outputs.x),
+    # so a run-time error points at the field, like a validation error does.
+    where: Mapping[str, str] = field(default_factory=dict)
 
     def item_stop_after(self, items: int, *, fail_fast: bool) -> int | None:
         """Failed items this rollout absorbs before it stops starting new ones (None: never stops).
@@ -241,7 +248,8 @@ def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str,
         for_each=raw.get("for_each"),
         concurrency=raw.get("concurrency"),
         max_failures=FailureBudget.parse(raw["max_failures"]) if "max_failures" in raw else None,
-        timeout=parse_duration(timeout) if timeout is not None else None,
+        timeout=parse_duration(timeout) if timeout is not None and not is_template(timeout) else None,
+        timeout_template=timeout if is_template(timeout) else None,
         retries=_retry_policy(raw.get("retries"), base_retries),
         continue_on_error=bool(raw.get("continue_on_error", defaults.get("continue_on_error", False))),
         outputs=dict(raw.get("outputs", {})),
@@ -252,7 +260,7 @@ def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str,
         description=str(raw.get("description", "")),
         line=line,
     )
-    for value in (step.call.inputs, step.when, step.for_each, step.outputs):
+    for value in (step.call.inputs, step.when, step.for_each, step.outputs, step.timeout_template):
         _precompile(value)
     return step
 
@@ -285,9 +293,24 @@ def compile_workflow(doc: SourceDoc) -> Workflow:
     spec = data["spec"]
     defaults = spec.get("defaults", {})
 
+    def where(path: tuple[str | int, ...], raw: Mapping[str, Any]) -> dict[str, str]:
+        fields: list[tuple[str | int, ...]] = [
+            (f,) for f in ("when", "for_each", "timeout", "with") if f in raw
+        ]
+        fields += [("outputs", name) for name in raw.get("outputs", {}) or {}]
+        fields += [("with", name) for name in raw.get("with", {}) or {}]
+        out = {}
+        for rel in fields:
+            mark = doc.mark((*path, *rel))
+            out[".".join(str(p) for p in rel)] = f"{doc.path}:{mark.line}:{mark.col}"
+        return out
+
     def build(items: list[Mapping[str, Any]], kind: StepKind, key: tuple[str, ...]) -> tuple[Step, ...]:
         return tuple(
-            _compile_step(raw, kind, defaults, doc.mark((*key, i)).line) for i, raw in enumerate(items)
+            dataclasses.replace(
+                _compile_step(raw, kind, defaults, doc.mark((*key, i)).line), where=where((*key, i), raw)
+            )
+            for i, raw in enumerate(items)
         )
 
     steps = build(spec["steps"], StepKind.MAIN, ("spec", "steps"))

@@ -9,6 +9,7 @@ and nothing waits forever. The runner never decides what runs next; it asks the 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
@@ -23,9 +24,11 @@ import trio
 from wpk.adapters import registry
 from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Outcome, Plan, StepContext
 
-from .conductor import Compensation, CompensationKind, Conductor, SkipStep, StartStep, compensation_plan
+from .compensation import Undo, UndoKind, describe_call, plan_rollback
+from .conductor import Conductor, SkipStep, StartStep
 from .events import Event, EventType
-from .model import ActionCall, RetryPolicy, Step, StepKind, Workflow
+from .model import DURATION_FORMS, ActionCall, RetryPolicy, Step, StepKind, Workflow
+from .overlay import Knowledge, Unknown, display_inputs, merge_all
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
 from .secrets import Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
@@ -59,6 +62,10 @@ class AttemptResult:
     plan: Plan | None = None
     error: str | None = None
     reason: str | None = None
+    unknown: Unknown | None = None  # dry-run: part or all of it depends on a simulated change
+    outcome_unknown: bool = False  # dry-run: whether it succeeds depends on a simulated change
+    unknown_info: dict[str, str] | None = None  # dry-run: which parts are unknown, and why
+    outputs_now: dict[str, Any] | None = None  # dry-run: unknown outputs as a read sees them now
 
 
 @dataclass(slots=True, kw_only=True)
@@ -179,6 +186,10 @@ class Runner:
         self._to_start: deque[Step] = deque()  # dispatched main steps, in the conductor's order
         self._launching = False
         self._held: dict[tuple[str, int | None], object] = {}  # (step, item) -> its slot's borrower
+        # Dry-run only: what depends on simulated changes, and the inverses the adapters planned.
+        self.knowledge: Knowledge | None = Knowledge(workflow) if self.dry_run else None
+        self.dry_inverse: dict[tuple[str, int | None], str] = {}
+        self.unknown_conditions: dict[str, Unknown] = {}
         self.main_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._nursery: trio.Nursery | None = None
@@ -228,7 +239,12 @@ class Runner:
         self.emit(EventType.EXECUTION_STARTED)
         try:
             status, error = await self._main_phase()
-            self.emit(EventType.EXECUTION_FINISHED, status=str(status), error=error)
+            planned = (
+                {"rollback_plan": [u.as_dict() for u in self.rollback_plan(dry_run=True)]}
+                if self.dry_run and wf.rollback_enabled
+                else {}
+            )
+            self.emit(EventType.EXECUTION_FINISHED, status=str(status), error=error, **planned)
             final = status
             if self._rollback_applies(status):
                 final = await self.rollback()
@@ -249,7 +265,7 @@ class Runner:
             or not (self.options.rollback and wf.rollback_enabled)
         ):
             return False
-        return bool(wf.rollback_steps) or bool(compensation_plan(wf, self.state))
+        return bool(wf.rollback_steps) or any(u.acts for u in self.rollback_plan())
 
     # -- main phase ----------------------------------------------------------------------------
     async def _main_phase(self) -> tuple[ExecutionStatus, str | None]:
@@ -375,43 +391,76 @@ class Runner:
 
     async def _run_step_body(self, step: Step) -> None:
         base = self.scope()
+        if step.timeout_template is not None:
+            resolved = self._resolve_timeout(step, base)
+            if resolved is None:
+                return
+            step = dataclasses.replace(step, timeout=resolved)
         if step.when is not None:
             from .expressions import RenderError, render_value
 
-            try:
-                condition = render_value(step.when, base)
-            except RenderError as exc:
-                if self.dry_run and self._depends_on_simulated(step):
-                    self.emit(
-                        EventType.STEP_PLANNED,
-                        step.id,
-                        plan={
-                            "summary": f"would decide at run time: {step.when} "
-                            f"(depends on a simulated step: {exc.message})"
-                        },
-                    )
+            unknown = self.knowledge.unknown_in(step.when) if self.knowledge is not None else None
+            if unknown is not None:
+                # Dry-run, and the condition reads what a simulated change decides: show what the
+                # step would do if it holds (its consequence), and that it may equally be skipped.
+                self.unknown_conditions[step.id] = unknown
+            else:
+                try:
+                    condition = render_value(step.when, base)
+                except RenderError as exc:
+                    self._fail(step, f"{self._where(step, 'when')}when: {exc.message}", "render")
                     return
-                self._fail(step, f"when: {exc.message}", "render")
-                return
-            if not _truthy(condition):
-                self.emit(EventType.STEP_SKIPPED, step.id, reason=f"condition is false: {step.when}")
-                return
+                if not _truthy(condition):
+                    self.emit(EventType.STEP_SKIPPED, step.id, reason=f"condition is false: {step.when}")
+                    return
         if step.for_each is None:
-            outcome = await self.attempts(step, step.call, base, item_index=None)
+            outcome = await self.call_step(step, base, None)
             self._record(step, outcome)
             return
         await self._run_items(step, base)
 
+    def _resolve_timeout(self, step: Step, base: Mapping[str, Any]) -> float | None:
+        """`timeout: "{{ ... }}"`: rendered once, before the step starts; a bad one fails the step."""
+        from .expressions import RenderError, render_value
+        from .model import parse_duration
+
+        if self.knowledge is not None and self.knowledge.unknown_in(step.timeout_template) is not None:
+            return 0.0  # a dry-run cannot know it; no limit for the simulation
+        try:
+            value = render_value(step.timeout_template, base)
+            seconds = parse_duration(value)
+            if seconds < 0:
+                raise ValueError(value)
+        except RenderError as exc:
+            self._fail(step, f"{self._where(step, 'timeout')}timeout: {exc.message}", "render")
+            return None
+        except ValueError:
+            self._fail(
+                step,
+                f"{self._where(step, 'timeout')}timeout: {value!r} is not a duration ({DURATION_FORMS})",
+                "invalid_input",
+            )
+            return None
+        return seconds
+
     async def _run_items(self, step: Step, base: Mapping[str, Any]) -> None:
         from .expressions import RenderError, render_value
 
+        unknown = self.knowledge.unknown_in(step.for_each) if self.knowledge is not None else None
+        if unknown is not None:
+            self._record(step, self._not_run(step, step.call, unknown, "its items are"))
+            return
         try:
             items = render_value(step.for_each, base)
         except RenderError as exc:
-            self._fail(step, f"for_each: {exc.message}", "render")
+            self._fail(step, f"{self._where(step, 'for_each')}for_each: {exc.message}", "render")
             return
         if not isinstance(items, list):
-            self._fail(step, f"for_each gave {type(items).__name__}, not a list", "render")
+            self._fail(
+                step,
+                f"{self._where(step, 'for_each')}for_each gave {type(items).__name__}, not a list",
+                "render",
+            )
             return
         self.items_of[step.id] = items
         results: list[AttemptResult | None] = [None] * len(items)
@@ -436,7 +485,7 @@ class Runner:
                     await after.wait()  # the item before it has begun: run up to the first pause
                 me.set()
                 scope = self.scope(item=item, index=index)
-                outcome = await self.attempts(step, step.call, scope, item_index=index)
+                outcome = await self.call_step(step, scope, index)
                 results[index] = outcome
                 if outcome.status is StepStatus.FAILED:
                     self.emit(EventType.ITEM_FAILED, step.id, index, error=outcome.error)
@@ -484,13 +533,20 @@ class Runner:
         elif unstarted or len(failed) > step.item_failures_tolerated(len(items)):
             self._fail_rollout(step, len(items), done, failed, unstarted, outputs)
         elif done and all(r.status is StepStatus.SIMULATED for r in done):
+            for index, r in enumerate(results):
+                if r is not None and r.plan is not None and r.plan.inverse:
+                    self.dry_inverse[(step.id, index)] = r.plan.inverse
             self.emit(
                 EventType.STEP_PLANNED,
                 step.id,
                 outputs=outputs,
                 plan={
                     "summary": f"{len(items)} item(s) simulated",
-                    "items": [_plan_dict(r.plan, r.inputs) for r in done],
+                    "items": [_plan_dict(r.plan, r.inputs, r.unknown_info) for r in done],
+                    **_unknown_entry(
+                        merge_all(r.unknown for r in done), any(r.outcome_unknown for r in done)
+                    ),
+                    **self._condition_entry(step),
                 },
             )
         else:
@@ -501,6 +557,18 @@ class Runner:
                 result=result,
                 read_only=all(r.read_only for r in done),
                 **self._dry_inputs([r.inputs for r in done]),
+                **self._dry_plan(
+                    {
+                        "items": [
+                            _plan_dict(None, r.inputs, r.unknown_info)
+                            | ({"outputs_now": r.outputs_now} if r.outputs_now else {})
+                            for r in done
+                        ],
+                        **_unknown_entry(
+                            merge_all(r.unknown for r in done), any(r.outcome_unknown for r in done)
+                        ),
+                    }
+                ),
             )
 
     def _fail_rollout(
@@ -568,6 +636,13 @@ class Runner:
     def _dry_inputs(self, inputs: Any) -> dict[str, Any]:
         return {"inputs": inputs} if self.dry_run else {}
 
+    def _dry_plan(self, plan: dict[str, Any]) -> dict[str, Any]:
+        return {"plan": plan} if self.dry_run else {}
+
+    def _condition_entry(self, step: Step) -> dict[str, Any]:
+        unknown = self.unknown_conditions.get(step.id)
+        return {"condition": unknown.text()} if unknown is not None else {}
+
     def _record(self, step: Step, outcome: AttemptResult) -> None:
         entry = self.step_scope[step.id]
         if outcome.status is StepStatus.COMPLETED:
@@ -580,23 +655,172 @@ class Runner:
                 undo=outcome.undo,
                 read_only=outcome.read_only,
                 **self._dry_inputs(outcome.inputs),
+                **self._dry_plan(
+                    _plan_dict(None, outcome.inputs, outcome.unknown_info)
+                    | _unknown_entry(outcome.unknown, outcome.outcome_unknown)
+                    | self._condition_entry(step)
+                    | ({"outputs_now": outcome.outputs_now} if outcome.outputs_now else {})
+                ),
             )
         elif outcome.status is StepStatus.SIMULATED:
             entry.update(outputs=outcome.outputs, result=outcome.result)
+            if outcome.plan is not None and outcome.plan.inverse:
+                self.dry_inverse[(step.id, None)] = outcome.plan.inverse
             self.emit(
                 EventType.STEP_PLANNED,
                 step.id,
                 outputs=outcome.outputs,
-                plan=_plan_dict(outcome.plan, outcome.inputs),
+                plan=_plan_dict(outcome.plan, outcome.inputs, outcome.unknown_info)
+                | _unknown_entry(outcome.unknown, outcome.outcome_unknown)
+                | self._condition_entry(step),
             )
         else:
             self._fail(step, outcome.error or "failed", outcome.reason or "error")
 
+    @staticmethod
+    def _where(step: Step, field: str) -> str:
+        """`file:line:col: ` of a step's field, for a run-time error about it ('' if unknown)."""
+        where = step.where.get(field)
+        return f"{where}: " if where else ""
+
     def _fail(self, step: Step, error: str, reason: str) -> None:
         self.emit(EventType.STEP_FAILED, step.id, error=error, reason=reason)
 
-    def _depends_on_simulated(self, step: Step) -> bool:
-        return any(self.state.step(s).status is StepStatus.SIMULATED for s in self.step_scope if s != step.id)
+    async def call_step(self, step: Step, scope: Mapping[str, Any], index: int | None) -> AttemptResult:
+        """One call of the step's action with its retry policy; in a dry-run, through `_dry_call`."""
+        if self.knowledge is None:
+            return await self.attempts(step, step.call, scope, item_index=index)
+        return await self._dry_call(step, self.knowledge, scope, index)
+
+    def _not_run(self, step: Step, call: ActionCall, unknown: Unknown, what: str) -> AttemptResult:
+        assert self.knowledge is not None
+        inputs = display_inputs(dict(call.inputs), self.knowledge)
+        summary = f"not run: {what} {unknown.text()}"
+        if step.id in self.unknown_conditions:
+            summary = f"if its condition holds: runs {call.uses}, with inputs not known now ({what} unknown)"
+        result = AttemptResult(
+            StepStatus.SIMULATED,
+            inputs=inputs,
+            plan=Plan(summary=summary),
+            unknown=unknown,
+            outcome_unknown=True,
+        )
+        self._learn(step, result, None, {("result",): unknown})
+        return result
+
+    async def _dry_call(
+        self, step: Step, knowledge: Knowledge, scope: Mapping[str, Any], index: int | None
+    ) -> AttemptResult:
+        """A dry-run call that knows what it simulated (docs/running.md, "Dry-run").
+
+        Inputs that read an unknown value are not rendered (the step is reported as unknown). A
+        read that comes after a simulated write sees the world before that write: its result is
+        unknown unless the adapter answered through its overlay of simulated writes, and a failure
+        is "unknown", never "will fail". Under a condition that depends on a simulated change, the
+        step shows its consequence and is unknown as a whole. Unknown values are marked in
+        `knowledge`, so everything derived from them is unknown too.
+        """
+        condition = self.unknown_conditions.get(step.id)
+        unknown_inputs = knowledge.unknown_in(step.call.inputs)
+        info = registry.action_info(step.call.uses)
+        pure = bool(info is not None and info.input_schema.get("x-wpk", {}).get("pure"))
+        call = step.call
+        if unknown_inputs is not None:
+            if not pure:
+                return self._not_run(step, step.call, unknown_inputs.merge(condition), "its inputs are")
+            # A core action observes nothing: run it with each unknown value shown as such, so
+            # its consequence ("fails: pods=<unknown ...>") is in the plan.
+            call = dataclasses.replace(call, inputs=display_inputs(dict(call.inputs), knowledge))
+        upstream = {} if pure else knowledge.upstream_simulated(step)
+        tainted = bool(upstream) or condition is not None or unknown_inputs is not None
+        # One attempt when the answer depends on a simulated change: a retry cannot make it known.
+        policy = RetryPolicy() if tainted else None
+        result = await self.attempts(step, call, scope, item_index=index, policy=policy)
+        because_upstream = merge_all(
+            (Unknown(tuple(upstream), "what it reads may change with that step") if upstream else None,
+             unknown_inputs)
+        )  # fmt: skip
+        parts: dict[tuple[str | int, ...], Unknown] = {}
+        if result.status is StepStatus.FAILED:
+            if not upstream and condition is None:
+                return result  # certain: nothing simulated decides it (core.fail fails whatever it says)
+            unknown = merge_all((condition, because_upstream))
+            assert unknown is not None
+            failed = AttemptResult(
+                StepStatus.SIMULATED,
+                inputs=result.inputs,
+                plan=Plan(
+                    summary=(
+                        f"if its condition holds: fails: {result.error}"
+                        if condition is not None
+                        else f"fails now ({result.error}), but {unknown.text()}"
+                    )
+                ),
+                unknown=unknown,
+                outcome_unknown=True,
+            )
+            self._learn(step, failed, index, {("result",): unknown})
+            return failed
+        if result.status is StepStatus.SIMULATED:
+            knowledge.simulated_write(step)
+            own = Unknown((step.id,), "a simulated step does not run, so its result is not known")
+            if result.plan is None or result.plan.result is None:
+                parts[("result",)] = own
+            else:
+                for part in result.plan.unknown:
+                    parts[("result", *part.path)] = Unknown((part.step,), part.why)
+        else:
+            outcome = self.outcomes.get((step.id, index))
+            same_adapter = all(a == step.call.adapter for a in upstream.values())
+            if outcome is not None and outcome.sees_simulated and same_adapter:
+                for part in outcome.unknown:
+                    parts[("result", *part.path)] = Unknown((part.step,), part.why)
+            elif because_upstream is not None:
+                parts[("result",)] = because_upstream
+        if condition is not None:
+            parts = {("result",): merge_all((condition, *parts.values())) or condition}
+        result.unknown = merge_all(parts.values())
+        # The step's success is unknown when all it returned is unknown (a read of a changed
+        # world, a wait on a simulated change); a prediction with unknown parts is not.
+        result.outcome_unknown = ("result",) in parts and result.status is StepStatus.COMPLETED and not pure
+        if condition is not None:
+            result.outcome_unknown = False
+        self._learn(step, result, index, parts)
+        return result
+
+    def _learn(
+        self,
+        step: Step,
+        result: AttemptResult,
+        index: int | None,
+        parts: Mapping[tuple[str | int, ...], Unknown],
+    ) -> None:
+        """Mark what of this step is unknown, and show unknown outputs as such."""
+        knowledge = self.knowledge
+        assert knowledge is not None
+        if not parts:
+            return
+        shown, unknown_outputs = knowledge.unknown_outputs(step, result.outputs, parts)
+        if result.status is StepStatus.COMPLETED and unknown_outputs and isinstance(result.outputs, dict):
+            # What the read sees now is still worth showing, beside "unknown".
+            result.outputs_now = {k: v for k, v in result.outputs.items() if k in unknown_outputs}
+        result.outputs = shown
+        info = {**knowledge.describe_parts(parts)}
+        info.update({f"outputs.{name}": u.text() for name, u in unknown_outputs.items()})
+        result.unknown_info = info
+        condition = self.unknown_conditions.get(step.id)
+        if condition is not None:
+            knowledge.mark(("steps", step.id), condition)
+        if index is not None:  # items: the step's lists are partly unknown, so all of them are
+            unknown = merge_all(parts.values())
+            assert unknown is not None
+            knowledge.mark(("steps", step.id, "result"), unknown)
+            knowledge.mark(("steps", step.id, "outputs"), unknown)
+            return
+        for path, unknown in parts.items():
+            knowledge.mark(("steps", step.id, *path), unknown)
+        for name, unknown in unknown_outputs.items():
+            knowledge.mark(("steps", step.id, "outputs", name), unknown)
 
     async def attempts(
         self,
@@ -668,7 +892,7 @@ class Runner:
             raise StepFailure(f"unknown action {call.uses!r}", retryable=False, reason="invalid_input")
         try:
             if call.templated:
-                inputs = self.render_inputs(call, scope, info)
+                inputs = self.render_inputs(call, scope, info, step)
                 _check_inputs(call.uses, inputs)
             else:
                 inputs = call.inputs  # checked when the runbook was validated
@@ -725,20 +949,25 @@ class Runner:
             read_only=read_only,
         )
 
-    def render_inputs(self, call: ActionCall, scope: Mapping[str, Any], info: ActionInfo) -> Any:
+    def render_inputs(
+        self, call: ActionCall, scope: Mapping[str, Any], info: ActionInfo, step: Step | None = None
+    ) -> Any:
         """Render a call's templated inputs; a template that cannot render fails the attempt."""
         from .expressions import RenderError, render_value
 
         quoted = SHELL_QUOTED_FIELDS.get(call.uses, ())
         properties = info.input_schema.get("properties", {})
         rendered = {}
-        try:
-            for name, value in call.inputs.items():
+        for name, value in call.inputs.items():
+            try:
                 rendered[name] = as_text_where_expected(
                     render_value(value, scope, shell=name in quoted), properties.get(name, {})
                 )
-        except RenderError as exc:
-            raise StepFailure(f"inputs: {exc.message}", retryable=False, reason="render") from None
+            except RenderError as exc:
+                where = self._where(step, f"with.{name}") if step is not None and call is step.call else ""
+                raise StepFailure(
+                    f"{where}inputs: {name}: {exc.message}", retryable=False, reason="render"
+                ) from None
         return rendered
 
     def _outputs(self, step: Step, result: Any, scope: Mapping[str, Any], *, simulated: bool) -> Any:
@@ -746,36 +975,84 @@ class Runner:
             return {}
         from .expressions import RenderError, render_value
 
-        try:
-            return render_value(dict(step.outputs), {**scope, "result": result})
-        except RenderError as exc:
-            if simulated:
-                return {}
-            raise StepFailure(f"outputs: {exc.message}", retryable=False, reason="render") from None
+        outputs = {}
+        for name, template in step.outputs.items():
+            try:
+                outputs[name] = render_value(template, {**scope, "result": result})
+            except RenderError as exc:
+                if simulated:
+                    continue
+                where = self._where(step, f"outputs.{name}")
+                raise StepFailure(
+                    f"{where}outputs.{name}: {exc.message}", retryable=False, reason="render"
+                ) from None
+        return outputs
 
     # -- rollback ------------------------------------------------------------------------------
+    def rollback_plan(self, *, dry_run: bool = False) -> list[Undo]:
+        """What rollback does, in order: the same list for `rollback()` and the dry-run's plan."""
+        statuses = (StepStatus.COMPLETED, StepStatus.SIMULATED) if dry_run else (StepStatus.COMPLETED,)
+        return plan_rollback(
+            self.workflow,
+            self.state,
+            self._describe_undo,
+            statuses=statuses,
+            note=self._dry_undo_note if dry_run else None,
+        )
+
+    def _undo_scope(self, step: Step, index: int | None) -> dict[str, Any]:
+        if index is None:
+            scope = self.scope()
+        else:
+            items = self.items_of.get(step.id, [])
+            scope = self.scope(item=items[index] if index < len(items) else None, index=index)
+        if self.dry_run:  # a rollback only follows writes that completed: so they read in its plan
+            simulated = str(StepStatus.SIMULATED)
+            scope["steps"] = {
+                k: {**v, "status": str(StepStatus.COMPLETED)} if v.get("status") == simulated else v
+                for k, v in self.step_scope.items()
+            }
+        return scope
+
+    def _describe_undo(self, step: Step, kind: UndoKind, index: int | None) -> str:
+        """Concrete words for one compensation: the rendered body, or the adapter's inverse."""
+        if kind is UndoKind.INVERSE:
+            outcome = self.outcomes.get((step.id, index))
+            words = outcome.inverse if outcome is not None else self.dry_inverse.get((step.id, index))
+            return words or f"undo {step.call.uses} (automatic inverse)"
+        call = step.rollback_body if kind is UndoKind.BODY else step.call
+        assert call is not None
+        info = registry.action_info(call.uses)
+        if info is None or not call.templated:
+            return self.redactor.text(describe_call(call.uses, dict(call.inputs)))
+        if self.knowledge is not None:
+            unknown = self.knowledge.unknown_in(call.inputs)
+            if unknown is not None:
+                return f"run {call.uses} ({unknown.text()})"
+        try:
+            inputs = self.render_inputs(call, self._undo_scope(step, index), info)
+        except StepFailure as exc:
+            return f"run {call.uses} (its inputs cannot be rendered now: {exc.message})"
+        return self.redactor.text(describe_call(call.uses, mask_secret_objects(inputs)))
+
+    def _dry_undo_note(self, step: Step, kind: UndoKind, index: int | None) -> str | None:
+        if kind is UndoKind.INVERSE and (step.id, index) in self.dry_inverse:
+            return "read now; the rollback uses what the step records when it runs"
+        return None
+
     async def rollback(self) -> ExecutionStatus:
         """Compensate completed steps (reverse completion order), then `spec.rollback.steps`."""
         wf = self.workflow
-        plan = compensation_plan(wf, self.state)
-        self.emit(
-            EventType.ROLLBACK_STARTED,
-            plan=[
-                {
-                    "step": c.step_id,
-                    "action": c.describe(wf.step(c.step_id)),
-                    **({"items": list(c.items)} if c.items else {}),
-                }
-                for c in plan
-            ],
-        )
+        plan = self.rollback_plan()
+        self.emit(EventType.ROLLBACK_STARTED, plan=[u.as_dict() for u in plan])
         problems: list[str] = []
+        acting = [u for u in plan if u.acts]
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + wf.rollback_timeout
-            for comp in plan:
-                error = await self._compensate(comp)
+            for step_id in dict.fromkeys(u.step for u in acting):
+                error = await self._compensate(wf.step(step_id), [u for u in acting if u.step == step_id])
                 if error:
-                    problems.append(f"{comp.step_id}: {error}")
+                    problems.append(f"{step_id}: {error}")
             for step in wf.rollback_steps:
                 await self.run_step(step)
                 record = self.state.step(step.id)
@@ -783,9 +1060,9 @@ class Runner:
                     problems.append(f"rollback step {step.id}: {record.error}")
         if scope.cancelled_caught:
             problems.append(f"rollback timed out after {wf.rollback_timeout:g}s")
-            for comp in plan:
-                if self.state.step(comp.step_id).status is StepStatus.COMPENSATING:
-                    self.emit(EventType.COMPENSATION_FAILED, comp.step_id, error="rollback timed out")
+            for step_id in dict.fromkeys(u.step for u in acting):
+                if self.state.step(step_id).status is StepStatus.COMPENSATING:
+                    self.emit(EventType.COMPENSATION_FAILED, step_id, error="rollback timed out")
         status = ExecutionStatus.ROLLBACK_FAILED if problems else ExecutionStatus.ROLLED_BACK
         self.emit(
             EventType.ROLLBACK_FINISHED,
@@ -794,44 +1071,43 @@ class Runner:
         )
         return status
 
-    async def _compensate(self, comp: Compensation) -> str | None:
-        step = self.workflow.step(comp.step_id)
-        self.emit(EventType.COMPENSATION_STARTED, step.id, how=comp.describe(step))
+    async def _compensate(self, step: Step, undos: list[Undo]) -> str | None:
+        """Carry out one step's entries of the plan (one, or one per `for_each` item, in order)."""
+        self.emit(EventType.COMPENSATION_STARTED, step.id, how=undos[0].action if len(undos) == 1 else
+                  f"{len(undos)} item(s), last first")  # fmt: skip
         errors: list[str] = []
-        for index in comp.items or (None,):
-            error = await self._compensate_one(step, comp.kind, index)
+        for undo in undos:
+            index = undo.item
+            error = await self._compensate_one(step, undo)
             if error:
                 errors.append(error if index is None else f"item {index}: {error}")
                 if index is not None:
-                    self.emit(EventType.COMPENSATION_FAILED, step.id, index, error=error)
+                    self.emit(EventType.COMPENSATION_FAILED, step.id, index, error=error, how=undo.action)
             elif index is not None:
-                self.emit(EventType.COMPENSATION_COMPLETED, step.id, index)
+                self.emit(EventType.COMPENSATION_COMPLETED, step.id, index, how=undo.action)
         if errors:
             self.emit(EventType.COMPENSATION_FAILED, step.id, error="; ".join(errors))
             return "; ".join(errors)
         self.emit(EventType.COMPENSATION_COMPLETED, step.id)
         return None
 
-    async def _compensate_one(self, step: Step, kind: CompensationKind, index: int | None) -> str | None:
-        if kind is CompensationKind.IMPOSSIBLE:
+    async def _compensate_one(self, step: Step, undo: Undo) -> str | None:
+        index = undo.item
+        if undo.kind is UndoKind.IMPOSSIBLE:
             return (
                 f"{step.call.uses} has no automatic inverse and the step has no `rollback:` body; "
                 "nothing undone"
             )
-        if kind is CompensationKind.BODY:
+        if undo.kind is UndoKind.BODY:
             assert step.rollback_body is not None
-            if index is not None:
-                scope = self.scope(item=self.items_of.get(step.id, [None] * (index + 1))[index], index=index)
-            else:
-                scope = self.scope()
             body = step.rollback_body
             outcome = await self.attempts(
                 step,
                 body,
-                scope,
+                self._undo_scope(step, index),
                 item_index=index,
                 compensating=True,
-                policy=body.retries or RetryPolicy(),
+                policy=body.retries or step.retries,  # docs/format.md: the step's own by default
                 timeout=body.timeout or step.timeout,
             )
             return None if outcome.status is StepStatus.COMPLETED else outcome.error
@@ -877,10 +1153,19 @@ class Runner:
         return status, error
 
 
-def _plan_dict(plan: Plan | None, inputs: Any) -> dict[str, Any]:
+def _unknown_entry(unknown: Unknown | None, outcome: bool) -> dict[str, Any]:
+    if unknown is None:
+        return {}
+    return {"unknown": {**unknown.as_dict(), "outcome": outcome}}
+
+
+def _plan_dict(plan: Plan | None, inputs: Any, unknown: dict[str, str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"inputs": inputs}
+    if unknown:
+        out["unknown_parts"] = unknown
     if plan is None:
-        return {"inputs": inputs}
-    out: dict[str, Any] = {"summary": plan.summary, "inputs": inputs}
+        return out
+    out["summary"] = plan.summary
     if plan.details:
         out["details"] = plan.details
     if plan.diff:

@@ -21,6 +21,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 
+from .durations import duration_problem
+from .formats import FORMAT_CHECKER
+
 if TYPE_CHECKING:
     import regex
 
@@ -73,7 +76,7 @@ def _pattern_keyword(
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+_FORMAT_CHECKER = FORMAT_CHECKER  # every format docs/format.md lists, checked (engine/formats.py)
 
 SafeValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator, validators={"pattern": _pattern_keyword}
@@ -102,7 +105,22 @@ def iter_leaf_errors(validator: Any, instance: Any) -> Iterator[ValidationError]
         yield from _leaves(error)
 
 
+def _union_kind(error: ValidationError) -> str | None:
+    """The unions whose messages we write ourselves: durations, and `rollback`."""
+    branches = error.validator_value if isinstance(error.validator_value, list) else []
+    refs = {b.get("$ref") for b in branches if isinstance(b, Mapping)}
+    patterns = {b.get("pattern") for b in branches if isinstance(b, Mapping)}
+    if "#/$defs/duration" in refs or "^[0-9]+(ms|s|m|h)$" in patterns:
+        return "duration"
+    if error.absolute_path and error.absolute_path[-1] == "rollback":
+        return "rollback"
+    return None
+
+
 def _leaves(error: ValidationError) -> Iterator[ValidationError]:
+    if error.validator in ("anyOf", "oneOf") and _union_kind(error) is not None:
+        yield error
+        return
     if error.validator in ("anyOf", "oneOf") and error.context:
         # Prefer the branch whose schema matched the instance's type and went deepest.
         best = jsonschema.exceptions.best_match(error.context)
@@ -190,10 +208,24 @@ def friendly_message(error: ValidationError, where: str) -> tuple[str, str | Non
         hint = schema.get("description", "")
         if error.message.startswith(("pattern ", "invalid pattern")):
             return f"{where}: {error.message}", None
+        if hint and len(str(value)) > 60:  # a long regex (SemVer's) says less than its description
+            return f"{where}: {instance!r} is not valid here: {hint}", None
         return f"{where}: {instance!r} does not match {value!r}" + (f" ({hint})" if hint else ""), None
+    if keyword == "format":
+        return f"{where}: {instance!r} is not a valid {value} (format: {value})", None
     if keyword == "minItems" and isinstance(instance, list) and not instance:
         return f"{where}: must not be empty", None
     if keyword in ("oneOf", "anyOf"):
+        kind = _union_kind(error)
+        if kind == "duration":
+            return f"{where}: {duration_problem(instance)}", None
+        if kind == "rollback":
+            hint = did_you_mean(instance, ("auto", "none")) if isinstance(instance, str) else ""
+            return (
+                f"{where}: {instance!r} is not valid: rollback is `auto` (the adapter's inverse), "
+                f"`none`, or a step body {{uses, with}}{hint}",
+                None,
+            )
         return f"{where}: {_type_name(instance)} value is not valid here", None
     if keyword == "not":
         return f"{where}: this combination is not allowed", None

@@ -320,7 +320,7 @@ class Checker:
             )
             return
         in_outputs = relative[:1] == ("outputs",)
-        in_item_scope = site.has_items and relative[:1] not in (("when",), ("for_each",))
+        in_item_scope = site.has_items and relative[:1] not in (("when",), ("for_each",), ("timeout",))
         for ref in template.references:
             col = self.template_col(path, ref.offset)
             problem = self.check_reference(site, ref.root, ref.path, in_outputs, in_item_scope)

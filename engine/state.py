@@ -136,6 +136,8 @@ class ExecutionState:
     logs: int = 0
     last_seq: int = 0
     closed: bool = False
+    # What rollback does (engine/compensation.py): planned by a dry-run, or carried out by a run.
+    rollback_plan: list[dict[str, Any]] | None = None
 
     def step(self, step_id: str) -> StepRecord:
         record = self.steps.get(step_id)
@@ -165,11 +167,13 @@ class ExecutionState:
             return
         if t is EventType.EXECUTION_FINISHED:
             self.status = ExecutionStatus(d["status"])
+            self.rollback_plan = d.get("rollback_plan", self.rollback_plan)  # dry-run
             self.error = d.get("error")
             self.finished_at = event.time
             return
         if t is EventType.ROLLBACK_STARTED:
             self.status = ExecutionStatus.ROLLING_BACK
+            self.rollback_plan = d.get("plan")
             return
         if t is EventType.ROLLBACK_FINISHED:
             self.status = ExecutionStatus(d["status"])
@@ -209,6 +213,7 @@ class ExecutionState:
             record.result = d.get("result")
             record.undo = d.get("undo")
             record.read_only = bool(d.get("read_only", False))
+            record.plan = d.get("plan", record.plan)  # dry-run: inputs, and what is unknown
             record.error = None
             record.finished_at = event.time
             record.completed_seq = event.seq

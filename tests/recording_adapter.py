@@ -69,7 +69,7 @@ class RecordingAdapter:
             if left > 0:
                 JOURNAL.entries.append(("fail", label, ctx.attempt))
                 raise AdapterError(f"flaky failure {left}", retryable=True)
-        if action == "boom":
+        if action == "boom" or (action == "write" and inputs.get("fail")):
             JOURNAL.entries.append(("fail", label, ctx.attempt))
             raise AdapterError(
                 str(inputs.get("message", "boom")), retryable=bool(inputs.get("retryable", False))

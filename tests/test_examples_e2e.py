@@ -298,6 +298,9 @@ DRY_RUNS: dict[str, DryParams] = {
         "incident_api": api.url,
     },
 }
+DRY_RUN_UNKNOWN = dict.fromkeys(
+    ("restart-deployment", "scale-for-peak", "canary", "db-failover", "disk-cleanup"), 3
+)
 K8S_WRITERS = {"restart-deployment", "scale-for-peak", "canary"}  # they plan k8s writes in a dry-run
 # What a dry-run may send to the HTTP APIs: the GETs it executes for real, nothing else.
 DRY_RUN_READS = {
@@ -317,7 +320,9 @@ def test_dry_run_of_every_example_plans_and_changes_nothing(
 
     result = cli("dry-run", example(name), DRY_RUNS[name](api, demo_dirs), fmt=fmt)
 
-    assert result.returncode == 0, result.describe()
+    # 0: will pass; 3: unknown (what follows a simulated write depends on it: a wait on the
+    # change, a health check after it). Never 1: no example fails against healthy services.
+    assert result.returncode == DRY_RUN_UNKNOWN.get(name, 0), result.describe()
     metadata = yaml.safe_load((example(name) / "wpk.yaml").read_text(encoding="utf-8"))["metadata"]
     if fmt == "json":
         plan = result.record["plan"]

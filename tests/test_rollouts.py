@@ -168,8 +168,10 @@ async def test_dry_run_plan_states_the_policy_and_the_items_to_undo(tmp_path: Pa
     assert "Failure policy: fail fast: after a failed step nothing new starts" in text
     assert "rollout: stops at the first failed item" in text
     assert "rollout: tolerates up to 50% of the items failing (max_failures: 50%), then stops" in text
-    assert plan["rollback"][0] == {"step": "canary_first", "action": "run shell.run", "items": [2, 1, 0]}
-    assert "1. canary_first: run shell.run (items [2], [1], [0])" in text
+    undo = [(r["step"], r.get("item"), r["kind"]) for r in plan["rollback"] if r["kind"] != "nothing"]
+    assert undo == [("canary_first", 2, "body"), ("canary_first", 1, "body"), ("canary_first", 0, "body")]
+    for n, letter in ((1, "c"), (2, "b"), (3, "a")):  # each item's own rendered rollback, last first
+        assert f'{n}. canary_first[{3 - n}]: run shell.run with {{"argv": ["rm", "{tmp_path}/{letter}"]}}' in text
     items = runner.state.as_dict()["steps"][0]["items"]
     assert [i["status"] for i in items] == ["simulated"] * 3
 
@@ -193,7 +195,14 @@ async def test_dry_run_rollback_plan_after_a_partial_rollout_lists_only_the_item
     roll = plan["steps"][0]
     assert roll["status"] == "failed"
     assert "1 not started (the rollout stopped at failed item 2 (fail_fast))" in roll["error"]
-    assert plan["rollback"] == [{"step": "roll", "action": "run core.echo", "items": [1, 0]}]
+    assert [(r["step"], r.get("item"), r["kind"]) for r in plan["rollback"]] == [
+        ("roll", 1, "body"),
+        ("roll", 0, "body"),
+    ]
+    assert [r["action"] for r in plan["rollback"]] == [
+        'run core.echo with {"message": "undo 1"}',
+        'run core.echo with {"message": "undo 0"}',
+    ]
 
 
 def _warnings(command: str) -> list[str]:

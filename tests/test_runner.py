@@ -377,7 +377,14 @@ async def test_dry_run_simulates_writes_and_executes_reads() -> None:
     assert by_id["change"]["status"] == "simulated" and by_id["change"]["summary"] == "would write change"
     assert by_id["other"]["status"] == "would-skip"
     assert plan["rollback"] == [
-        {"step": "change", "action": "undo rec.write (automatic inverse)", "detail": "unwrite change"}
+        {
+            "step": "change",
+            "kind": "inverse",
+            "action": "unwrite change",
+            "conditional": True,
+            "note": "read now; the rollback uses what the step records when it runs",
+        },
+        {"step": "look", "kind": "nothing", "action": "nothing to undo: read-only"},
     ]
 
 

@@ -351,7 +351,9 @@ def test_uses_examples_name_every_builtin_action() -> None:
 def test_action_x_wpk_is_well_formed(uses: str) -> None:
     schema = action_schemas()[uses]
     meta = schema["x-wpk"]
-    assert set(meta) <= {"read_only", "inverse", "read_only_when"}
+    assert set(meta) <= {"read_only", "inverse", "read_only_when", "pure"}
+    # `pure`: the action observes nothing outside the engine (a dry-run never marks it unknown).
+    assert meta.get("pure", False) is uses.startswith("core.")
     assert isinstance(meta["read_only"], bool)
     assert meta["inverse"] in {member.value for member in Inverse}
     assert (meta["read_only"], meta["inverse"]) == ACTIONS[uses]

@@ -17,6 +17,7 @@ Configuration (the agent's, never a runbook's; SECURITY.md: a kubeconfig can run
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,10 +26,21 @@ from typing import Any, ClassVar
 
 import trio
 
-from ..base import ActionInfo, AdapterError, InputError, Outcome, Plan, StepContext, infos_from_schemas
+from ..base import (
+    ActionInfo,
+    AdapterError,
+    InputError,
+    Outcome,
+    Plan,
+    StepContext,
+    Unpredictable,
+    infos_from_schemas,
+)
 from .client import KubeClient, connect
+from .diff import strip_managed_fields
+from .overlay import CAUSED_WHY, WAIT_WHY, Overlay, predicted_object, seen, status_unknown, with_predictions
 from .reads import events, get, logs, wait
-from .target import text
+from .target import resolve_target, text
 from .writes import (
     Change,
     apply,
@@ -103,6 +115,7 @@ class KubernetesAdapter:
         self.config = K8sConfig.from_mapping(config)
         self._clients: dict[str | None, KubeClient] = {}
         self._connect_lock = trio.Lock()
+        self.overlay = Overlay()  # this run's simulated writes, for a dry-run's later reads
         self._reads: dict[str, Read] = {
             "get": get,
             "logs": logs,
@@ -119,11 +132,13 @@ class KubernetesAdapter:
         inputs = self._with_defaults(action, inputs)
         client = await self._client(text(inputs, "context"))
         if action in self._reads:
+            if ctx.dry_run:
+                return await self._dry_read(action, client, inputs, ctx)
             return Outcome(result=await self._reads[action](client, inputs, ctx))
         write, done = WRITES[action]
         change = await write(client, inputs, ctx, dry_run=False)
         ctx.log("info", f"{change.target.short} {done}")
-        return Outcome(result=change.result, undo=change.undo)
+        return Outcome(result=change.result, undo=change.undo, inverse=change.inverse)
 
     async def plan(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> Plan:
         inputs = self._with_defaults(action, inputs)
@@ -139,7 +154,59 @@ class KubernetesAdapter:
         client = await self._client(text(inputs, "context"))
         write, _ = WRITES[action]
         change: Change = await write(client, inputs, ctx, dry_run=True)
-        return change.plan()
+        predicted = change.after
+        if action == "scale":  # the answer is a Scale; later reads want the workload itself
+            live = await change.target.read()
+            predicted = {**live, "spec": {**(live.get("spec") or {}), "replicas": change.result["replicas"]}}
+        elif action == "delete":
+            predicted = None
+        self.overlay.record(change.target, predicted, ctx.step_id)
+        plan = change.plan()
+        if action in ("apply", "patch"):
+            plan = dataclasses.replace(plan, unknown=(status_unknown(("object",), ctx.step_id),))
+        return plan
+
+    async def _dry_read(
+        self, action: str, client: KubeClient, inputs: Mapping[str, Any], ctx: StepContext
+    ) -> Outcome:
+        """A read in a dry-run, through the overlay of this run's simulated writes (overlay.py)."""
+        overlay, context = self.overlay, client.context
+        if not overlay:
+            return seen(await self._reads[action](client, inputs, ctx))
+        if action in ("get", "wait", "events") and text(inputs, "name"):
+            target = await resolve_target(client, inputs)
+            pred = overlay.lookup(target)
+            caused = overlay.touched(
+                context, target.namespace, "Event" if action == "events" else target.kind
+            )
+            if action == "wait" and (pred is not None or caused is not None):
+                step = pred.step if pred is not None else str(caused)
+                obj = predicted_object(target, pred) if pred is not None else await target.read()
+                ctx.log("info", f"{target.label}: not waited for ({WAIT_WHY}: step {step})")
+                return seen({"object": strip_managed_fields(obj)}, Unpredictable(step=step, why=WAIT_WHY))
+            if action == "get" and pred is not None:
+                return seen(
+                    {"object": predicted_object(target, pred)}, status_unknown(("object",), pred.step)
+                )
+            result = await self._reads[action](client, inputs, ctx)
+            return seen(result, Unpredictable(step=caused, why=CAUSED_WHY)) if caused else seen(result)
+        if action == "get":
+            resource = await client.resolve(text(inputs, "kind") or "", text(inputs, "api_version"))
+            namespace = (text(inputs, "namespace", "default") or "default") if resource.namespaced else None
+            result = await get(client, inputs, ctx)
+            caused = overlay.touched(context, namespace, resource.kind)
+            if caused:
+                return seen(result, Unpredictable(step=caused, why=CAUSED_WHY))
+            paths = [
+                resource.path(str((i.get("metadata") or {}).get("name")), namespace) for i in result["items"]
+            ]
+            items, unknown = with_predictions(result["items"], context, paths, overlay)
+            return seen({"items": items}, *unknown)
+        if action == "logs":
+            caused = overlay.touched(context, text(inputs, "namespace", "default") or "default", "Pod")
+            result = await logs(client, inputs, ctx)
+            return seen(result, Unpredictable(step=caused, why=CAUSED_WHY)) if caused else seen(result)
+        return seen(await self._reads[action](client, inputs, ctx))
 
     async def compensate(
         self, action: str, inputs: Mapping[str, Any], outcome: Outcome, ctx: StepContext
