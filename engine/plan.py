@@ -13,6 +13,7 @@ from typing import Any
 from .conductor import compensation_plan
 from .model import Workflow
 from .state import ExecutionState, StepStatus
+from .termsafe import one_line
 
 
 def _step_entry(workflow: Workflow, state: ExecutionState, step_id: str, phase: str) -> dict[str, Any]:
@@ -69,10 +70,13 @@ _MARK = {"executed-read": "read", "executed": "ran ", "simulated": "sim ", "woul
 
 
 def render_plan_text(plan: dict[str, Any]) -> str:
-    lines = [f"Dry-run plan for {plan['workflow_id']}:"]
-    width = max((len(s["id"]) for s in plan["steps"]), default=4)
+    """The plan for a terminal. Every value from the runbook, a parameter or a target is escaped
+    (`engine/termsafe.py`): one field stays on its line, and no escape sequence reaches the terminal."""
+    e = one_line
+    lines = [f"Dry-run plan for {e(plan['workflow_id'])}:"]
+    width = max((len(e(s["id"])) for s in plan["steps"]), default=4)
     for s in plan["steps"]:
-        prefix = f"  [{_MARK.get(s['status'], '?')}] {s['id']:<{width}}  {s['uses']:<14} "
+        prefix = f"  [{_MARK.get(s['status'], '?')}] {e(s['id']):<{width}}  {e(s['uses']):<14} "
         if s["status"] == "would-skip":
             detail = s.get("reason", "")
         elif s["status"] == "failed":
@@ -87,16 +91,16 @@ def render_plan_text(plan: dict[str, Any]) -> str:
             )
         else:
             detail = "not reached"
-        lines.append(prefix + str(detail))
+        lines.append(prefix + e(detail))
         for i, item in enumerate(s.get("items") or []):
-            lines.append(f"        [{i}] {item.get('summary', '')}")
+            lines.append(f"        [{i}] {e(item.get('summary', ''))}")
         if s.get("diff"):
-            lines.extend("        " + line for line in str(s["diff"]).splitlines())
+            lines.extend("        " + e(line) for line in str(s["diff"]).splitlines())
     if plan["rollback"]:
         lines.append("Rollback plan, if a step fails:")
         for i, r in enumerate(plan["rollback"], 1):
-            extra = f": {r['detail']}" if r.get("detail") else ""
-            lines.append(f"  {i}. {r['step']}: {r['action']}{extra}")
+            extra = f": {e(r['detail'])}" if r.get("detail") else ""
+            lines.append(f"  {i}. {e(r['step'])}: {e(r['action'])}{extra}")
     else:
         lines.append("Rollback plan: nothing to undo")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .diagnostics import Diagnostic, error, has_errors, sort_key
 from .loader import DEFAULT_MAX_BYTES, LoadError, PathT, SourceDoc, load_bytes, load_file, load_text
-from .schema import describe_path, friendly_message, iter_leaf_errors, runbook_validator
+from .schema import describe_path, friendly_message, iter_leaf_errors, regex_budget, runbook_validator
 from .semantics import check_semantics
 
 PACKAGE_FILE = "wpk.yaml"
@@ -42,7 +42,14 @@ class ValidationResult:
 
 
 def validate_document(doc: SourceDoc) -> list[Diagnostic]:
-    """Schema and semantic diagnostics of a loaded document, sorted by position."""
+    """Schema and semantic diagnostics of a loaded document, sorted by position.
+
+    One pattern-matching budget covers the whole document (`limits.regex_seconds`)."""
+    with regex_budget():
+        return _validate_document(doc)
+
+
+def _validate_document(doc: SourceDoc) -> list[Diagnostic]:
     found = check_schema(doc)
     if isinstance(doc.data, Mapping):
         semantic = check_semantics(doc)
