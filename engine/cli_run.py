@@ -121,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
     interrupted = False
+    _recover_after_crash(args.store)
 
     async def main() -> None:
         nonlocal interrupted
@@ -140,7 +141,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             await runner.run()
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    from .recovery import running_marker
+
+    with running_marker(runner.execution_id, args.store):
+        trio.run(main)
     state = runner.state
     if args.dry_run:
         from .plan import build_plan, render_plan_text
@@ -159,6 +163,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if str(state.status) == "completed" else EXIT_INVALID
+
+
+def _recover_after_crash(store_url: str) -> None:
+    """What a killed agent left: its steps' processes are ended, its executions marked lost."""
+    import trio
+
+    from wpk.adapters import registry
+
+    from .recovery import mark_lost_executions
+    from .store import open_store
+
+    ended = registry.sweep_after_crash()
+    if ended:
+        _err(f"wpk: ended {len(ended)} process(es) left by an agent that died")
+    for execution_id in trio.run(mark_lost_executions, open_store):
+        _err(f"wpk: execution {execution_id} marked failed: its agent died while it ran")
 
 
 def safe_line(text: str) -> str:
