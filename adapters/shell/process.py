@@ -610,30 +610,50 @@ async def run_in_group(
             if proc.stdin is not None and stdin is not None:
                 pipes.append(functools.partial(_feed_stdin, proc.stdin, stdin))
             open_pipes = [len(pipes)]
+            pump_scopes: list[trio.CancelScope] = []
+            stopped = False
 
             async def pump(job: Callable[[], Awaitable[None]]) -> None:
                 # Straight in this nursery (no helper task, no inner nursery): fewer trips
                 # through trio's scheduler per step, which is most of a short step's cost.
-                await job()
+                # Shielded: the pumps stop when this function says so (below), not when the
+                # caller's deadline passes while a finished command's output is still read.
+                with trio.CancelScope(shield=True) as scope:
+                    pump_scopes.append(scope)
+                    if stopped:
+                        scope.cancel()
+                    await job()
                 open_pipes[0] -= 1
                 if not open_pipes[0]:
                     io_done.set()
 
             for job in pipes:
                 nursery.start_soon(pump, job)
-            await _wait_exited(proc.pid)
-            await group.end(
-                limits.grace_seconds, reason="main process exited, group still running", leader_exited=True
-            )
-            ended = True
+            try:
+                await _wait_exited(proc.pid)
+            except BaseException:  # cancelled before the command finished: stop reading too
+                stopped = True
+                for scope in pump_scopes:
+                    scope.cancel()
+                raise
+            # The command has finished: what is left is cleanup, bounded by the grace and drain
+            # periods. It is shielded, so a deadline that passes meanwhile does not turn a command
+            # that exited 0 into "timed out" (issue 9); the exit status stands.
             with trio.CancelScope(shield=True):
+                await group.end(
+                    limits.grace_seconds,
+                    reason="main process exited, group still running",
+                    leader_exited=True,
+                )
+                ended = True
                 await _sweep(mark, limits.grace_seconds, log, subreaper=reaping, leader=proc.pid)
                 swept = True
-            with trio.move_on_after(limits.drain_seconds):
-                await io_done.wait()
+                with trio.move_on_after(limits.drain_seconds):
+                    await io_done.wait()
             if not io_done.is_set():
                 log("info", "an output pipe is held by a process outside the step's group; stopped reading")
-                nursery.cancel_scope.cancel()
+                for scope in pump_scopes:
+                    scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             if not ended:
