@@ -206,6 +206,10 @@ def load_file(
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise _fail(shown, 1, 1, "yaml-unreadable", "is a directory, not a file")
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+            # /dev/zero, /dev/urandom, a terminal, a socket: never a document; a pipe may be
+            # (`--params-file <(...)`), so it is read, up to the limit.
+            raise _fail(shown, 1, 1, "yaml-unreadable", f"is {file_kind(info.st_mode)}, not a regular file")
         if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
             raise _too_large(shown, f"file is {info.st_size} bytes", max_bytes)
         data = _read_at_most(fd, max_bytes + 1)
@@ -216,6 +220,19 @@ def load_file(
     if len(data) > max_bytes:
         raise _too_large(shown, "file is larger than", max_bytes, exact=False)
     return load_bytes(data, shown, max_bytes=max_bytes, max_depth=max_depth)
+
+
+def file_kind(mode: int) -> str:
+    """`a character device`, `a FIFO (named pipe)`…: what a path is, for a message."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a regular file"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def load_text(
@@ -593,10 +610,11 @@ class _Composer:
     def refuse_decoration(self, event: Any) -> None:
         if event.anchor is not None:
             raise self.fail(event, "yaml-alias", "YAML anchors and aliases are not allowed in a runbook")
+        hint = "write plain data"
+        if event.tag == "tag:yaml.org,2002:str":
+            hint += "; quote the value to make it a string"
         raise self.fail(
-            event,
-            "yaml-tag",
-            f"YAML tag {_show_tag(event.tag)} is not allowed in a runbook (write plain data)",
+            event, "yaml-tag", f"YAML tag {_show_tag(event.tag)} is not allowed in a runbook ({hint})"
         )
 
     def fail(self, event: Any, code: str, message: str) -> LoadError:

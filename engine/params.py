@@ -9,6 +9,7 @@ as runbooks, never with a YAML 1.1 resolver.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,19 @@ def coerce(text: str, schema: Mapping[str, Any]) -> Any:
     return doc.data
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def shown_name(name: object) -> str:
+    """A parameter name as a message shows it; anything not shaped like a name is not echoed.
+
+    A params file given by mistake (`--params-file /etc/shadow`) must not have its lines
+    printed back as "undeclared parameters"."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return repr(name)
+    return "(a name that is not a valid parameter name, not shown)"
+
+
 def load_params_file(path: str) -> dict[str, Any]:
     from .loader import load_file
 
@@ -85,7 +99,7 @@ def _resolve(declared: Mapping[str, Mapping[str, Any]], given: Mapping[str, Any]
             from .schema import did_you_mean
 
             problems.append(
-                f"parameter {name!r} is not declared by this runbook{did_you_mean(name, declared)}"
+                f"parameter {shown_name(name)} is not declared by this runbook{did_you_mean(name, declared)}"
             )
     for name, schema in declared.items():
         if name in given:

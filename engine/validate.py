@@ -123,6 +123,17 @@ def package_file(path: str | os.PathLike[str]) -> Path:
     return p / PACKAGE_FILE if p.is_dir() else p
 
 
+def _missing(p: Path) -> str:
+    """Why `p` is neither a file nor a folder to validate: absent, or something else (a FIFO…)."""
+    from .loader import file_kind
+
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return "no such file or folder"
+    return f"is {file_kind(mode)}, not a runbook file or folder"
+
+
 def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str | None]]:
     """Files to validate: (file, problem). Folders are searched recursively for packages."""
     for given in paths:
@@ -142,4 +153,4 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, st
             if not found:
                 yield p, f"no {PACKAGE_FILE} or *{PACKAGE_SUFFIX} found under this folder"
         else:
-            yield p, "no such file or folder"
+            yield p, _missing(p)

@@ -375,7 +375,8 @@ def test_any_explicit_tag_is_refused(text: str, where: str, tag: str) -> None:
     error = refusal(text)
     assert (
         str(error)
-        == f"t.yaml:{where}: error: YAML tag '{tag}' is not allowed in a runbook (write plain data)"
+        == f"t.yaml:{where}: error: YAML tag '{tag}' is not allowed in a runbook (write plain data"
+        + ("; quote the value to make it a string)" if tag == "!!str" else ")")
     )
     assert error.diagnostic.code == "yaml-tag"
 
