@@ -1231,7 +1231,7 @@ class _Checker:
 
 # -- where secrets flow ----------------------------------------------------------------------------
 
-SECRET_PASS_FILTERS = frozenset({"default", "d", "string", "join"})
+SECRET_PASS_FILTERS = frozenset({"default", "d", "string"})
 """Filters whose result holds a secret's text unchanged: the masker still finds it."""
 SECRET_ENCODE_FILTERS = frozenset({"b64encode", "urlencode", "tojson", "to_json", "shell_quote"})
 """Encodings the masker also looks for (engine/secrets.py); at most one per secret."""
@@ -1317,8 +1317,8 @@ class _SecretFlow:
         name = node.name
         if name in SECRET_SUMMARY_FILTERS:
             return args
-        if name in SECRET_PASS_FILTERS:
-            return max(value, args or 0)
+        if name in SECRET_PASS_FILTERS or (name == "join" and isinstance(node.node, nodes.List | nodes.Tuple)):
+            return max(value, args or 0)  # `join` only of a list literal: of a string it splits it
         if name in SECRET_ENCODE_FILTERS:
             if value >= 1:
                 self.refuse(node, f"a second encoding (`{name}`)")
