@@ -1317,7 +1317,9 @@ class _SecretFlow:
         name = node.name
         if name in SECRET_SUMMARY_FILTERS:
             return args
-        if name in SECRET_PASS_FILTERS or (name == "join" and isinstance(node.node, nodes.List | nodes.Tuple)):
+        if name in SECRET_PASS_FILTERS or (
+            name == "join" and isinstance(node.node, nodes.List | nodes.Tuple)
+        ):
             return max(value, args or 0)  # `join` only of a list literal: of a string it splits it
         if name in SECRET_ENCODE_FILTERS:
             if value >= 1:

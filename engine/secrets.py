@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,8 @@ from typing import Any
 
 MASK = "***"
 MAX_SECRET_BYTES = 64 * 1024
+MIN_SEGMENT_CHARS = 6
+"""Runs of a secret between quotes, backslashes and spaces at least this long are masked alone."""
 MIN_FORM_CHARS = 4
 """Derived forms shorter than this are not masked on their own (they would mask everyday text)."""
 
@@ -104,7 +107,8 @@ def derived_forms(secret: str) -> set[str]:
 
     Line by line: a PEM key printed by a step reaches the log one line at a time. Encodings:
     base64 and base64url (padded or not, at any offset), percent-encoding (`quote`, `quote_plus`,
-    upper and lower case hex), JSON and Python escaping, POSIX shell quoting, and hex."""
+    upper and lower case hex), JSON and Python escaping, POSIX shell quoting (also quoted twice),
+    hex, and the long runs between a secret's quotes and backslashes (whatever else escapes it)."""
     forms = {secret}
     lines = [line.strip() for line in secret.splitlines()]
     forms.update(line for line in lines if len(line) >= MIN_FORM_CHARS)
@@ -116,8 +120,14 @@ def derived_forms(secret: str) -> set[str]:
         quoted = urllib.parse.quote(text, safe="")
         forms.update({quoted, quoted.lower(), urllib.parse.quote(text), urllib.parse.quote_plus(text)})
         forms.update({json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]})
-        forms.update({repr(text)[1:-1], shlex.quote(text), text.replace("'", "'\"'\"'")})
-        forms.add(shlex.quote(json.dumps(text)))
+        quoted = {shlex.quote(text), text.replace("'", "'\"'\"'"), shlex.quote(json.dumps(text))}
+        # Quoted again, as when a command holding the quoted secret is itself shown quoted
+        # (`sh -c '…'` in a dry-run plan): each `'` becomes `'"'"'` once more.
+        quoted |= {q.replace("'", "'\"'\"'") for q in quoted}
+        forms.update({repr(text)[1:-1], *quoted})
+    # Any other escaping scheme splits the secret at its quotes and backslashes: the long runs
+    # between them are masked on their own too.
+    forms.update(part for part in re.split(r"['\"\\\s]", secret) if len(part) >= MIN_SEGMENT_CHARS)
     forms.update({raw.hex(), raw.hex().upper()})
     return {f for f in forms if len(f) >= min(MIN_FORM_CHARS, len(secret))}
 

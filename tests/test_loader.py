@@ -373,10 +373,10 @@ def test_anchors_and_aliases(text: str, where: str) -> None:
 )
 def test_any_explicit_tag_is_refused(text: str, where: str, tag: str) -> None:
     error = refusal(text)
-    assert (
-        str(error)
-        == f"t.yaml:{where}: error: YAML tag '{tag}' is not allowed in a runbook (write plain data"
-        + ("; quote the value to make it a string)" if tag == "!!str" else ")")
+    assert str(
+        error
+    ) == f"t.yaml:{where}: error: YAML tag '{tag}' is not allowed in a runbook (write plain data" + (
+        "; quote the value to make it a string)" if tag == "!!str" else ")"
     )
     assert error.diagnostic.code == "yaml-tag"
 
