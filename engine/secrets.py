@@ -117,8 +117,8 @@ def derived_forms(secret: str) -> set[str]:
         forms.add(fragment)
         forms.add(fragment.replace("+", "-").replace("/", "_"))
     for text in (secret, *lines):
-        quoted = urllib.parse.quote(text, safe="")
-        forms.update({quoted, quoted.lower(), urllib.parse.quote(text), urllib.parse.quote_plus(text)})
+        percent = urllib.parse.quote(text, safe="")
+        forms.update({percent, percent.lower(), urllib.parse.quote(text), urllib.parse.quote_plus(text)})
         forms.update({json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]})
         quoted = {shlex.quote(text), text.replace("'", "'\"'\"'"), shlex.quote(json.dumps(text))}
         # Quoted again, as when a command holding the quoted secret is itself shown quoted
