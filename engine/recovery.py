@@ -104,5 +104,8 @@ async def _close_as_lost(store: EventStore, execution_id: str) -> bool:
         seq += 1
         store.append(execution_id, Event(seq, EventType.EXECUTION_FINISHED, time.time(), data=dict(data)))
     store.append(execution_id, Event(seq + 1, EventType.EXECUTION_CLOSED, time.time(), data=dict(data)))
-    await store.flush()
+    try:
+        await store.flush()
+    except Exception:  # another agent starting at the same moment closed it first (same seq)
+        return False
     return True
