@@ -177,7 +177,7 @@ def chain_expression() -> st.SearchStrategy[str]:
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(expression(), chain_expression()), params=params_strategy, item=st.text(max_size=50))
 @example(
     body="'a'" + REPLACE * 4 + " | list", params={"s": "", "n": 0, "l": [], "m": {}}, item=""
