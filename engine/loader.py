@@ -53,6 +53,8 @@ __all__ = [
     "load_text",
 ]
 
+_STR_TAG = "tag:yaml.org,2002:str"
+"""The one explicit tag accepted: `!!str` on a scalar, which makes it text (as quotes do)."""
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 MAX_NUMBER_DIGITS = 100
@@ -89,7 +91,7 @@ class NodePos:
     def __init__(self, line: int, col: int, style: str | None = None) -> None:
         self.line = line
         self.col = col
-        self.style = style  # scalars only: None (plain), "'", '"', "|" or ">"
+        self.style = style  # scalars only: None (plain), "'", '"', "|", ">" or "!" (plain, `!!str`)
         self.key_line = 0  # where this node's key is, when it is a mapping value
         self.key_col = 0
         # None for a scalar, a list for a sequence, a dict for a mapping (same keys as the data).
@@ -542,14 +544,19 @@ class _Composer:
                     )
 
     def scalar(self, event: ev.ScalarEvent) -> None:
-        if event.anchor is not None or event.tag is not None:
+        forced_string = event.tag == _STR_TAG and event.anchor is None
+        if (event.anchor is not None or event.tag is not None) and not forced_string:
             self.refuse_decoration(event)
         mark = event.start_mark
         assert mark is not None
         line, col = mark.line + 1, mark.column + 1
         style = event.style or None  # the C parser reports plain as "", the pure one as None
         value: Any = event.value
-        if style is None:
+        if forced_string:
+            # `!!str 1.10`: the core schema's way to say "this is text", as quotes do. The text
+            # starts after the tag, so columns inside it are not known ("!" style).
+            style = "!" if style is None else style
+        elif style is None:
             try:
                 value = _resolve_plain(value)
             except _ScalarError as exc:
@@ -611,8 +618,8 @@ class _Composer:
         if event.anchor is not None:
             raise self.fail(event, "yaml-alias", "YAML anchors and aliases are not allowed in a runbook")
         hint = "write plain data"
-        if event.tag == "tag:yaml.org,2002:str":
-            hint += "; quote the value to make it a string"
+        if event.tag == _STR_TAG:
+            hint = "`!!str` applies to a single value, not to an anchored one or a collection"
         raise self.fail(
             event, "yaml-tag", f"YAML tag {_show_tag(event.tag)} is not allowed in a runbook ({hint})"
         )
