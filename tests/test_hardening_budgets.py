@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,8 +29,15 @@ MEMORY_CAP = 1024 * 1024 * 1024  # 1 GiB of address space: the old behaviour nee
 FORTY = "a" * 40
 
 
-def _capped() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+CAPPED_CLI = (
+    "import resource, runpy, sys\n"
+    "cap = int(sys.argv[1])\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
+    "sys.argv = ['wpk', *sys.argv[2:]]\n"
+    "runpy.run_module('wpk.engine.cli', run_name='__main__')\n"
+)
+"""The CLI with its address space capped, set in the child itself (no preexec_fn, which is
+unsafe in a threaded parent)."""
 
 
 def wpk(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[
@@ -40,12 +46,11 @@ def wpk(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
     """Run the CLI under the memory cap; (result, seconds)."""
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "wpk.engine.cli", *args],
+        [sys.executable, "-c", CAPPED_CLI, str(MEMORY_CAP), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=_capped,
         env={**os.environ, "XDG_STATE_HOME": str(cwd / "state"), **(env or {})},
     )
     return proc, time.monotonic() - started
