@@ -11,6 +11,9 @@ from typing import Any
 
 from .limits import LimitExceeded, Limits, current, json_size, limit_message
 
+LOG_RESERVE = 1000
+"""Events kept for steps, attempts and items once log lines have used up the rest."""
+
 
 class ExecutionBudget:
     """Counters for one execution, checked against its limits."""
@@ -35,14 +38,25 @@ class ExecutionBudget:
         )
 
     def allow_log(self, line: str) -> tuple[bool, str | None]:
-        """Whether a log line may be recorded; past the budget, one notice (then nothing)."""
-        size = len(line.encode("utf-8", errors="replace")) if not line.isascii() else len(line)
-        if self.log_bytes + size <= self.limits.execution_log_bytes:
+        """Whether a log line may be recorded; past the budget, one notice (then nothing).
+
+        A flood of output only ever costs log lines, never the execution: lines stop once the log
+        bytes are spent (each line counts its newline, so empty lines are not free) or once the
+        events are nearly spent (the last `LOG_RESERVE` events are kept for the steps' own)."""
+        size = (len(line) if line.isascii() else len(line.encode("utf-8", errors="replace"))) + 1
+        events_left = self.limits.execution_events - self.events
+        if self.log_bytes + size <= self.limits.execution_log_bytes and events_left > LOG_RESERVE:
             self.log_bytes += size
             return True, None
         if self._log_notice_sent:
             return False, None
         self._log_notice_sent = True
+        if events_left <= LOG_RESERVE:
+            return False, limit_message(
+                "execution event limit nearly reached; further output of this execution is not logged",
+                "execution_events",
+                self.limits.execution_events,
+            )
         return False, limit_message(
             "execution log limit reached; further output of this execution is not logged",
             "execution_log_bytes",

@@ -250,6 +250,22 @@ async def test_log_budget_drops_lines_with_one_notice() -> None:
     assert len(notices) == 1
 
 
+async def test_a_flood_of_log_lines_never_fails_the_execution() -> None:
+    # Empty lines are not free, and log lines stop before the event budget would stop the run.
+    wf = workflow("""
+        steps:
+          - id: a
+            uses: shell.run
+            with: {command: "yes '' | head -n 5000"}
+          - {id: b, needs: [a], uses: core.noop}
+    """)
+    runner, store = await run(wf, limits=Limits(execution_events=1500))
+    assert str(runner.state.status) == "completed"
+    events = await store.events(runner.execution_id)
+    assert len(events) <= 1500
+    assert sum("limits.execution_events" in e.data.get("line", "") for e in events) == 1
+
+
 def test_limits_reject_nonsense_through_the_config_schema(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text("limits:\n  for_each_items: 0\n", encoding="utf-8")
