@@ -6,6 +6,7 @@ tree stayed, and the SQLite record stayed `running`. Real processes, a real `wpk
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,3 +176,38 @@ def test_sweep_spares_processes_of_a_live_agent() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+async def test_a_process_that_clears_its_environment_escapes_the_mark_but_not_the_step(
+    tmp_path: Path,
+) -> None:
+    # The documented limit of the mark: `env -i` drops it. Such a process holding stdout cannot
+    # hold the step: reading stops after `drain_seconds`, and a log line says why.
+    pidfile = tmp_path / "pid"
+    command = (
+        """env -i setsid sh -c 'echo $$ > "$0"; exec sleep 30' "$PIDFILE" & """
+        """while [ ! -s "$PIDFILE" ]; do sleep 0.01; done; echo started"""
+    )
+    logs: list[tuple[str, str]] = []
+    started = time.monotonic()
+    try:
+        done = await process.run_in_group(
+            ["/bin/sh", "-c", command],
+            executable=None,
+            env={"PATH": "/usr/bin:/bin", "PIDFILE": str(pidfile)},
+            cwd=None,
+            stdin=None,
+            log=lambda stream, line: logs.append((stream, line)),
+            limits=process.Limits(drain_seconds=0.3),
+        )
+        assert done.returncode == 0 and done.stdout == b"started\n"
+        assert time.monotonic() - started < 3
+        assert any("held by a process outside the step's group" in line for _, line in logs)
+    finally:
+        if pidfile.exists():
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):  # re-parented to us (a subreaper): reap it
+                with trio.move_on_after(2):
+                    while os.waitpid(pid, os.WNOHANG)[0] != pid:
+                        await trio.sleep(0.02)
