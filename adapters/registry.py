@@ -86,6 +86,15 @@ def create_adapter(name: str, config: Mapping[str, Any] | None = None) -> Adapte
     return load_factory(name)(dict(config or {}))
 
 
+def sweep_after_crash() -> list[int]:
+    """At agent start: end the processes of steps whose agent died (adapters/shell/process.py).
+
+    Returns the pids that were ended. The engine calls this once, before running anything."""
+    from .shell.process import sweep_orphans
+
+    return sweep_orphans()
+
+
 @functools.cache
 def _builtin_infos() -> dict[str, ActionInfo]:
     found: dict[str, ActionInfo] = {}

@@ -104,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # last line of defence: one line, never a traceback at a user
-        print(f"wpk: internal error: {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
+        from .termsafe import one_line
+
+        detail = one_line(str(exc)[:500])
+        print(f"wpk: internal error: {type(exc).__name__}: {detail} (please report this)", file=sys.stderr)
         return EXIT_INTERNAL
     return code
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .exitcodes import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?")
+from .termsafe import one_line
 
 
 def add_subcommands(sub: Any) -> None:
@@ -36,7 +35,7 @@ def add_subcommands(sub: Any) -> None:
             help="event store: sqlite: (default file under ~/.local/state/wpk), "
             "sqlite:///path.db, or memory:",
         )
-        p.add_argument("--config", help="agent configuration (YAML): adapter settings")
+        p.add_argument("--config", help="agent configuration (YAML): adapter settings and limits")
         if not dry:
             p.add_argument("--no-rollback", action="store_true", help="do not roll back on failure")
         p.set_defaults(func=cmd_run, dry_run=dry)
@@ -52,7 +51,7 @@ def add_subcommands(sub: Any) -> None:
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(one_line(message), file=sys.stderr)
 
 
 def load_workflow(package: str) -> Any:
@@ -70,21 +69,21 @@ def load_workflow(package: str) -> Any:
     return compile_workflow(result.doc)
 
 
-def _load_config(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    from .loader import load_file
-
-    data = load_file(path).data
-    return data.get("adapters", {}) if isinstance(data, dict) else {}
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from .agent_config import ConfigError, load_agent_config
+    from .limits import configure
     from .loader import LoadError
     from .params import ParamError, load_params_file, parse_assignments, resolve_params
     from .secrets import MissingSecrets, resolve_secrets
     from .store import UnknownStore, open_store
 
+    try:  # first: a bad configuration stops start-up, and its limits bound the validation
+        config = load_agent_config(args.config)
+    except ConfigError as exc:
+        for diagnostic in exc.diagnostics:
+            _err(str(diagnostic))
+        return EXIT_USAGE
+    configure(config.limits)
     workflow = load_workflow(args.package)
     if workflow is None:
         return EXIT_USAGE
@@ -99,7 +98,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         params = resolve_params(workflow.params, given)
         secrets = resolve_secrets(workflow.secrets)
         store = open_store(args.store)
-        adapter_config = _load_config(args.config)
     except ParamError as exc:
         for problem in exc.problems:
             named = re.match(r"parameter '([^']+)'", problem)
@@ -124,11 +122,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         dry_run=args.dry_run,
         rollback=not getattr(args, "no_rollback", False),
-        adapter_config=adapter_config,
+        adapter_config=config.adapters,
+        limits=config.limits,
         on_event=progress.on_event,
     )
     runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
     interrupted = False
+    _recover_after_crash(args.store)
 
     async def main() -> None:
         nonlocal interrupted
@@ -148,7 +148,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             await runner.run()
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    from .recovery import running_marker
+
+    with running_marker(runner.execution_id, args.store):
+        trio.run(main)
     state = runner.state
     if args.dry_run:
         from .plan import build_plan, render_plan_text
@@ -171,9 +174,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if str(state.status) == "completed" else EXIT_INVALID
 
 
+def _recover_after_crash(store_url: str) -> None:
+    """What a killed agent left: its steps' processes are ended, its executions marked lost."""
+    import trio
+
+    from wpk.adapters import registry
+
+    from .recovery import mark_lost_executions
+    from .store import open_store
+
+    ended = registry.sweep_after_crash()
+    if ended:
+        _err(f"wpk: ended {len(ended)} process(es) left by an agent that died")
+    for execution_id in trio.run(mark_lost_executions, open_store):
+        _err(f"wpk: execution {execution_id} marked failed: its agent died while it ran")
+
+
 def safe_line(text: str) -> str:
-    """Escape terminal control sequences in text that came from a step (SECURITY.md)."""
-    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+    """Escape terminal control sequences and newlines in text that came from a step (SECURITY.md)."""
+    return one_line(text)
 
 
 class Progress:

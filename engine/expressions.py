@@ -30,6 +30,7 @@ import json
 import math
 import re
 import shlex
+import urllib.parse
 import warnings
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import TemplateError, TemplateRuntimeError, TemplateSyntaxError, UndefinedError
 from jinja2.filters import (
     do_default,
@@ -49,7 +51,6 @@ from jinja2.filters import (
     do_round,
     do_sort,
     sync_do_first,
-    sync_do_list,
     sync_do_map,
     sync_do_reject,
     sync_do_rejectattr,
@@ -69,6 +70,7 @@ __all__ = [
     "ALLOWED_TESTS",
     "MAX_ARITHMETIC_SIZE",
     "MAX_INT_BITS",
+    "MAX_LIST_ITEMS",
     "MAX_TEMPLATE_LENGTH",
     "MAX_VALUE_SIZE",
     "RENDER_BUDGET",
@@ -96,8 +98,12 @@ MAX_VALUE_SIZE = 8 * 1024 * 1024
 """Largest value a filter or `~` may build, and largest rendered string."""
 RENDER_BUDGET = 32 * 1024 * 1024
 """Everything one `render_template` / `render_value` call may build or walk, in size units."""
+MAX_LIST_ITEMS = 100_000
+"""Most items `list` and `split` may build from one value (a list costs far more than its text)."""
 MAX_DEPTH = 64
 """Deepest expression tree (and data nesting a render walks)."""
+MAX_MESSAGE_VALUE = 80
+"""Longest excerpt of a value an error message quotes (characters)."""
 _MAX_FORMAT_WIDTH = 1000
 _MAX_ROUND_DIGITS = 64
 
@@ -492,9 +498,25 @@ def _syntax_message(exc: TemplateSyntaxError) -> str:
     return f"syntax error: {exc.message}" if exc.message else "syntax error"
 
 
+class _NoFolding(CodeGenerator):
+    """Jinja's code generator without compile-time evaluation of `{{ … }}` outputs.
+
+    Jinja folds an output whose value it can compute from literals (`'a' | replace('a', 'aaaa')`)
+    while *compiling*: outside the render budget, at validation, on input nobody has run yet. A
+    422-byte runbook took 26 s and 4 GB that way (issue 9). Every expression is evaluated at
+    render time instead, under the budget; only the literal text between expressions is constant.
+    """
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        if not isinstance(node, nodes.TemplateData):
+            raise nodes.Impossible()
+        return super()._output_child_to_const(node, frame, finalize)
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox with data-only access, capped operators and located tokens."""
 
+    code_generator_class = _NoFolding
     intercepted_binops = frozenset({"*", "**", "+", "%", "-", "/", "//"})
     intercepted_unops = frozenset({"-", "+"})
 
@@ -540,6 +562,7 @@ def _environment(finalize: Callable[[Any], str]) -> _Sandbox:
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=0,
+        optimized=False,  # the optimizer folds constants at compile time, outside any budget
     )
     env.globals.clear()
     env.filters = dict(_FILTERS)
@@ -653,6 +676,10 @@ def _f_split(value: Any, sep: str | None = None, maxsplit: int = -1) -> list[str
         sep = _require_str(sep, "split: the separator")
     if not _is_int(maxsplit):
         raise RenderError("split: maxsplit must be an integer")
+    pieces = text.count(sep) + 1 if sep else len(text.split(None, MAX_LIST_ITEMS + 1))
+    if maxsplit >= 0:
+        pieces = min(pieces, maxsplit + 1)
+    _check_built(pieces, "split result", MAX_LIST_ITEMS)
     parts = text.split(sep, maxsplit)
     _charge(len(parts))
     return parts
@@ -664,6 +691,46 @@ def _f_reverse(value: Any) -> Any:
     if isinstance(value, Undefined):
         _fail_undefined(value)
     return list(value)[::-1]
+
+
+def _f_list(value: Any) -> list[Any]:
+    """`list`, refusing before it builds a huge list (`('x' * 10**6) | list`)."""
+    if isinstance(value, Undefined):
+        _fail_undefined(value)
+    if isinstance(value, str | list | tuple | Mapping):
+        _check_built(len(value), "list result", MAX_LIST_ITEMS)
+        return list(value)
+    raise RenderError(f"list needs a string, list or mapping, not a {type(value).__name__}")
+
+
+def _f_float(value: Any, default: float = 0.0) -> float:
+    """`float`, refusing `inf` and `nan`: they are not JSON and compare surprisingly."""
+    if isinstance(value, str) and len(value) > 5000:
+        raise RenderError("text too long to convert to a number")
+    result = do_float(value, default)
+    if not math.isfinite(result):
+        raise RenderError("float: not a finite number")
+    return result
+
+
+def _f_urlencode(value: Any) -> str:
+    """Percent-encode for a URL: a string becomes one path segment or query value (`/`, `?`, `#`
+    encoded, and a bare `.` or `..`, so `../../admin?x=1#` cannot re-route a request); a mapping
+    becomes a query string."""
+    if isinstance(value, Undefined):
+        _fail_undefined(value)
+    if isinstance(value, Mapping):
+        text = "&".join(f"{_quote(_text(k))}={_quote(_text(v))}" for k, v in value.items())
+    else:
+        text = _quote(_text(value))
+    _check_built(len(text), "urlencode result")
+    return text
+
+
+def _quote(text: str) -> str:
+    if text in (".", ".."):  # a dot-segment would still climb a level: encode it
+        return text.replace(".", "%2E")
+    return urllib.parse.quote(text, safe="")
 
 
 def _f_string(value: Any) -> str:
@@ -819,7 +886,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "default": do_default,
     "dictsort": do_dictsort,
     "first": sync_do_first,
-    "float": do_float,
+    "float": _f_float,
     "from_json": _f_fromjson,
     "fromjson": _f_fromjson,
     "int": _f_int,
@@ -828,7 +895,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "keys": _f_keys,
     "last": do_last,
     "length": _f_length,
-    "list": sync_do_list,
+    "list": _f_list,
     "lower": _string_filter(str.lower),
     "map": _listing(sync_do_map, charge_results=True),
     "max": do_max,
@@ -852,6 +919,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "trim": _f_trim,
     "unique": _f_unique,
     "upper": _string_filter(str.upper),
+    "urlencode": _f_urlencode,
     "values": _f_values,
 }
 ALLOWED_FILTERS = frozenset(_FILTERS)
@@ -997,6 +1065,8 @@ class _Checker:
         if isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
             self.access(node, depth)
         elif isinstance(node, nodes.Const):
+            if isinstance(node.value, float) and not math.isfinite(node.value):
+                raise ExpressionError("number too large", _offset(node))
             return
         elif isinstance(node, nodes.List | nodes.Tuple):
             if isinstance(node, nodes.Tuple) and node.ctx != "load":
@@ -1159,6 +1229,112 @@ class _Checker:
         self.arguments(node, depth)
 
 
+# -- where secrets flow ----------------------------------------------------------------------------
+
+SECRET_PASS_FILTERS = frozenset({"default", "d", "string"})
+"""Filters whose result holds a secret's text unchanged: the masker still finds it."""
+SECRET_ENCODE_FILTERS = frozenset({"b64encode", "urlencode", "tojson", "to_json", "shell_quote"})
+"""Encodings the masker also looks for (engine/secrets.py); at most one per secret."""
+SECRET_SUMMARY_FILTERS = frozenset({"length", "count", "bool"})
+"""Filters whose result reveals nothing readable of the secret."""
+
+
+class _SecretFlow:
+    """Follows every `secrets.x` through an expression; refuses what would hide it from redaction.
+
+    The masker (engine/secrets.py) knows each secret's text and its usual encodings. A transform
+    it cannot follow (`upper`, `reverse`, `list`, a slice, two encodings in a row…) would print
+    the secret in a form nobody masks, so such a template is a validation error, not a run-time
+    surprise. `taint` returns how many encodings a node applied to a secret, or None when the
+    node's value holds no secret.
+    """
+
+    def taint(self, node: nodes.Node) -> int | None:
+        if isinstance(node, nodes.Name):
+            return 0 if node.name == "secrets" else None
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            return self.access(node)
+        if isinstance(node, nodes.Const):
+            return None
+        if isinstance(node, nodes.List | nodes.Tuple):
+            return self.most(node.items)
+        if isinstance(node, nodes.Dict):
+            return self.most([n for pair in node.items for n in (pair.key, pair.value)])
+        if isinstance(node, nodes.Concat):
+            return self.most(node.nodes)
+        if isinstance(node, nodes.Add | nodes.Mul | nodes.And | nodes.Or):
+            return self.most([node.left, node.right])
+        if isinstance(node, nodes.BinExpr | nodes.UnaryExpr) and not isinstance(node, nodes.Not):
+            operands = [node.left, node.right] if isinstance(node, nodes.BinExpr) else [node.node]
+            if self.most(operands) is not None:
+                self.refuse(node, "arithmetic or `%` formatting")
+            return None
+        if isinstance(node, nodes.Not):
+            self.taint(node.node)
+            return None
+        if isinstance(node, nodes.Compare):
+            self.most([node.expr, *(op.expr for op in node.ops)])
+            return None
+        if isinstance(node, nodes.CondExpr):
+            self.taint(node.test)
+            return self.most([node.expr1, *([node.expr2] if node.expr2 is not None else [])])
+        if isinstance(node, nodes.Filter):
+            return self.filter(node)
+        if isinstance(node, nodes.Test):
+            self.most([node.node, *node.args, *(k.value for k in node.kwargs)])
+            return None
+        return self.most(list(node.iter_child_nodes()))
+
+    def most(self, children: Iterable[nodes.Node]) -> int | None:
+        found = [t for t in (self.taint(c) for c in children) if t is not None]
+        return max(found) if found else None
+
+    def access(self, node: nodes.Getattr | nodes.Getitem) -> int | None:
+        """`secrets.x` / `secrets[name]` pick a secret; anything past that (an index, a slice,
+        a key of a secret) takes it apart."""
+        chain: list[nodes.Getattr | nodes.Getitem] = []
+        base: nodes.Node = node
+        while isinstance(base, nodes.Getattr | nodes.Getitem):
+            chain.append(base)
+            base = base.node
+        chain.reverse()
+        for link in chain:
+            if isinstance(link, nodes.Getitem):
+                self.taint(link.arg)  # a secret used as a key only selects: the key is not shown
+        origin = self.taint(base)
+        if origin is None:
+            return None
+        picks = 1 if isinstance(base, nodes.Name) else 0
+        if len(chain) > picks:
+            self.refuse(chain[picks], "indexing or slicing")
+        return origin
+
+    def filter(self, node: nodes.Filter) -> int | None:
+        value = self.taint(node.node) if node.node is not None else None
+        args = self.most([*node.args, *(k.value for k in node.kwargs)])
+        if value is None:
+            return args  # a secret passed as an argument (`replace('x', secrets.y)`) is inserted as is
+        name = node.name
+        if name in SECRET_SUMMARY_FILTERS:
+            return args
+        if name in SECRET_PASS_FILTERS or (
+            name == "join" and isinstance(node.node, nodes.List | nodes.Tuple)
+        ):
+            return max(value, args or 0)  # `join` only of a list literal: of a string it splits it
+        if name in SECRET_ENCODE_FILTERS:
+            if value >= 1:
+                self.refuse(node, f"a second encoding (`{name}`)")
+            return 1
+        self.refuse(node, f"the filter `{name}`")
+
+    def refuse(self, node: nodes.Node, what: str) -> NoReturn:
+        raise ExpressionError(
+            f"{what} would hide a secret from redaction: a secret may only be used as it is, "
+            "joined with other text, or encoded once (" + ", ".join(sorted(SECRET_ENCODE_FILTERS)) + ")",
+            _offset(node),
+        )
+
+
 def _check_key(key: str, offset: int) -> None:
     if key.startswith("_"):
         raise ExpressionError(f"names and keys beginning with '_' are not allowed (`{key}`)", offset)
@@ -1252,7 +1428,13 @@ def _parse(text: str) -> nodes.Template:
 def compile_template(text: str) -> CompiledTemplate:
     """Parse and check `text` once; raises ExpressionError. Cached by text."""
     checker = _Checker()
-    whole = checker.template(_parse(text))
+    tree = _parse(text)
+    whole = checker.template(tree)
+    if any(ref.root == "secrets" for ref in checker.references):
+        flow = _SecretFlow()
+        for output in tree.body:
+            for child in cast(nodes.Output, output).nodes:
+                flow.taint(child)
     compiled = CompiledTemplate(
         source=text, whole=whole, references=tuple(checker.references), filters=tuple(checker.filters)
     )
@@ -1330,6 +1512,42 @@ def _walk(value: Any, scope: Mapping[str, Any], shell: bool, depth: int) -> Any:
 
 def _render(t: CompiledTemplate | str, scope: Mapping[str, Any], shell: bool) -> Any:
     try:
+        return _render_unscrubbed(t, scope, shell)
+    except RenderError as exc:
+        raise RenderError(_scrub(exc.message, scope)) from None
+
+
+def _scrub(message: str, scope: Mapping[str, Any]) -> str:
+    """An error names a secret (`<secrets.db_password>`), never shows its value, in any quoting.
+
+    Messages quote values (a missing key, a bad number); when that value is, or holds, a secret
+    in scope, its text is replaced by the secret's name before the message leaves this module.
+    Long messages are cut: an error never echoes a 100 KB value."""
+    secrets = scope.get("secrets")
+    if isinstance(secrets, Mapping) and secrets:
+        pairs = [(str(v), str(k)) for k, v in secrets.items() if isinstance(v, str) and v]
+        for value, name in sorted(pairs, key=lambda p: len(p[0]), reverse=True):
+            for form in _quoted_forms(value):
+                if form and form in message:
+                    message = message.replace(form, f"<secrets.{name}>")
+    return _clip(message, 1000)
+
+
+def _quoted_forms(value: str) -> tuple[str, ...]:
+    return (repr(value), repr(value)[1:-1], json.dumps(value)[1:-1], value)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def _show(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut to MAX_MESSAGE_VALUE characters."""
+    return _clip(repr(value), MAX_MESSAGE_VALUE)
+
+
+def _render_unscrubbed(t: CompiledTemplate | str, scope: Mapping[str, Any], shell: bool) -> Any:
+    try:
         compiled = t if isinstance(t, CompiledTemplate) else compile_template(t)
     except ExpressionError as exc:
         raise RenderError(f"invalid template: {exc.message}") from None
@@ -1389,7 +1607,7 @@ def _dotted(root: str, path: Iterable[str | int]) -> str:
         if isinstance(key, str) and key.isidentifier():
             text += f".{key}"
         else:
-            text += f"[{key!r}]"
+            text += f"[{_show(key)}]"
     return text
 
 
@@ -1417,10 +1635,10 @@ def _describe_undefined(compiled: CompiledTemplate, scope: Mapping[str, Any], or
 
 def _lacks(obj: Any, key: Any) -> str:
     if isinstance(obj, Mapping):
-        return f"has no key {key!r}"
+        return f"has no key {_show(key)}"
     if isinstance(obj, list | tuple) and _is_int(key):
         return f"has no item {key} (it has {len(obj)})"
-    return f"is a {_kind(obj)}, which has no key {key!r}"
+    return f"is a {_kind(obj)}, which has no key {_show(key)}"
 
 
 def _kind(obj: Any) -> str:

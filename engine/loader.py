@@ -53,6 +53,8 @@ __all__ = [
     "load_text",
 ]
 
+_STR_TAG = "tag:yaml.org,2002:str"
+"""The one explicit tag accepted: `!!str` on a scalar, which makes it text (as quotes do)."""
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 MAX_NUMBER_DIGITS = 100
@@ -89,7 +91,7 @@ class NodePos:
     def __init__(self, line: int, col: int, style: str | None = None) -> None:
         self.line = line
         self.col = col
-        self.style = style  # scalars only: None (plain), "'", '"', "|" or ">"
+        self.style = style  # scalars only: None (plain), "'", '"', "|", ">" or "!" (plain, `!!str`)
         self.key_line = 0  # where this node's key is, when it is a mapping value
         self.key_col = 0
         # None for a scalar, a list for a sequence, a dict for a mapping (same keys as the data).
@@ -206,6 +208,10 @@ def load_file(
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise _fail(shown, 1, 1, "yaml-unreadable", "is a directory, not a file")
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+            # /dev/zero, /dev/urandom, a terminal, a socket: never a document; a pipe may be
+            # (`--params-file <(...)`), so it is read, up to the limit.
+            raise _fail(shown, 1, 1, "yaml-unreadable", f"is {file_kind(info.st_mode)}, not a regular file")
         if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
             raise _too_large(shown, f"file is {info.st_size} bytes", max_bytes)
         data = _read_at_most(fd, max_bytes + 1)
@@ -216,6 +222,19 @@ def load_file(
     if len(data) > max_bytes:
         raise _too_large(shown, "file is larger than", max_bytes, exact=False)
     return load_bytes(data, shown, max_bytes=max_bytes, max_depth=max_depth)
+
+
+def file_kind(mode: int) -> str:
+    """`a character device`, `a FIFO (named pipe)`…: what a path is, for a message."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a regular file"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def load_text(
@@ -526,14 +545,19 @@ class _Composer:
                     )
 
     def scalar(self, event: ev.ScalarEvent) -> None:
-        if event.anchor is not None or event.tag is not None:
+        forced_string = event.tag == _STR_TAG and event.anchor is None
+        if (event.anchor is not None or event.tag is not None) and not forced_string:
             self.refuse_decoration(event)
         mark = event.start_mark
         assert mark is not None
         line, col = mark.line + 1, mark.column + 1
         style = event.style or None  # the C parser reports plain as "", the pure one as None
         value: Any = event.value
-        if style is None:
+        if forced_string:
+            # `!!str 1.10`: the core schema's way to say "this is text", as quotes do. The text
+            # starts after the tag, so columns inside it are not known ("!" style).
+            style = "!" if style is None else style
+        elif style is None:
             try:
                 value = _resolve_plain(value)
             except _ScalarError as exc:
@@ -604,10 +628,11 @@ class _Composer:
     def refuse_decoration(self, event: Any) -> None:
         if event.anchor is not None:
             raise self.fail(event, "yaml-alias", "YAML anchors and aliases are not allowed in a runbook")
+        hint = "write plain data"
+        if event.tag == _STR_TAG:
+            hint = "`!!str` applies to a single value, not to an anchored one or a collection"
         raise self.fail(
-            event,
-            "yaml-tag",
-            f"YAML tag {_show_tag(event.tag)} is not allowed in a runbook (write plain data)",
+            event, "yaml-tag", f"YAML tag {_show_tag(event.tag)} is not allowed in a runbook ({hint})"
         )
 
     def fail(self, event: Any, code: str, message: str) -> LoadError:

@@ -9,11 +9,19 @@ as runbooks, never with a YAML 1.1 resolver.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .loader import LoadError, load_text
-from .schema import describe_path, friendly_message, iter_leaf_errors, make_validator
+from .schema import (
+    describe_path,
+    friendly_message,
+    iter_leaf_errors,
+    make_validator,
+    regex_budget,
+    short_repr,
+)
 
 
 class ParamError(Exception):
@@ -29,7 +37,7 @@ def parse_assignments(pairs: Sequence[str], declared: Mapping[str, Mapping[str, 
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            problems.append(f"parameter {pair!r}: expected NAME=VALUE")
+            problems.append(f"parameter {short_repr(pair)}: expected NAME=VALUE")
             continue
         schema = declared.get(name, {})
         try:
@@ -49,8 +57,21 @@ def coerce(text: str, schema: Mapping[str, Any]) -> Any:
     try:
         doc = load_text(text, "<parameter>", max_bytes=64 * 1024)
     except LoadError as exc:
-        raise ValueError(f"cannot read {text!r} as {declared}: {exc.diagnostic.message}") from None
+        raise ValueError(f"cannot read {short_repr(text)} as {declared}: {exc.diagnostic.message}") from None
     return doc.data
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def shown_name(name: object) -> str:
+    """A parameter name as a message shows it; anything not shaped like a name is not echoed.
+
+    A params file given by mistake (`--params-file /etc/shadow`) must not have its lines
+    printed back as "undeclared parameters"."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return repr(name)
+    return "(a name that is not a valid parameter name, not shown)"
 
 
 def load_params_file(path: str) -> dict[str, Any]:
@@ -63,7 +84,14 @@ def load_params_file(path: str) -> dict[str, Any]:
 
 
 def resolve_params(declared: Mapping[str, Mapping[str, Any]], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply defaults, refuse unknown and missing parameters, validate every value."""
+    """Apply defaults, refuse unknown and missing parameters, validate every value.
+
+    All the parameters share one pattern-matching budget (`limits.regex_seconds`)."""
+    with regex_budget():
+        return _resolve(declared, given)
+
+
+def _resolve(declared: Mapping[str, Mapping[str, Any]], given: Mapping[str, Any]) -> dict[str, Any]:
     problems: list[str] = []
     values: dict[str, Any] = {}
     for name in given:
@@ -71,7 +99,7 @@ def resolve_params(declared: Mapping[str, Mapping[str, Any]], given: Mapping[str
             from .schema import did_you_mean
 
             problems.append(
-                f"parameter {name!r} is not declared by this runbook{did_you_mean(name, declared)}"
+                f"parameter {shown_name(name)} is not declared by this runbook{did_you_mean(name, declared)}"
             )
     for name, schema in declared.items():
         if name in given:
@@ -89,6 +117,9 @@ def resolve_params(declared: Mapping[str, Mapping[str, Any]], given: Mapping[str
                 f" {describe_path(list(err.absolute_path))}" if err.absolute_path else ""
             )
             problems.append(friendly_message(err, where)[0])
+            if len(problems) >= 20:
+                problems.append("(more problems not shown)")
+                raise ParamError(problems)
         values[name] = value
     if problems:
         raise ParamError(problems)

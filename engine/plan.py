@@ -19,6 +19,7 @@ from typing import Any
 from .compensation import undo_text
 from .model import Step, Workflow
 from .state import ExecutionState, StepStatus
+from .termsafe import one_line
 
 WILL_PASS = "will-pass"
 WILL_FAIL = "will-fail"
@@ -162,12 +163,15 @@ def _input_lines(s: dict[str, Any]) -> list[str]:
 
 
 def render_plan_text(plan: dict[str, Any]) -> str:
-    lines = [f"Dry-run plan for {plan['workflow_id']}:"]
+    """The plan for a terminal. Every value from the runbook, a parameter or a target is escaped
+    (`engine/termsafe.py`): one field stays on its line, and no escape sequence reaches the terminal."""
+    e = one_line
+    lines = [f"Dry-run plan for {e(plan['workflow_id'])}:"]
     if plan.get("failure_policy"):
         lines.append(f"Failure policy: {plan['failure_policy']}")
-    width = max((len(s["id"]) for s in plan["steps"]), default=4)
+    width = max((len(e(s["id"])) for s in plan["steps"]), default=4)
     for s in plan["steps"]:
-        prefix = f"  [{_MARK.get(s['status'], '?')}] {s['id']:<{width}}  {s['uses']:<14} "
+        prefix = f"  [{_MARK.get(s['status'], '?')}] {e(s['id']):<{width}}  {e(s['uses']):<14} "
         if s["status"] == "would-skip":
             detail = s.get("reason", "")
         elif s["status"] == "failed":
@@ -184,43 +188,43 @@ def render_plan_text(plan: dict[str, Any]) -> str:
             )
         else:
             detail = "not reached"
-        lines.append(prefix + str(detail))
+        lines.append(prefix + e(detail))
         if s.get("on_item_failure"):
             lines.append(f"        rollout: {s['on_item_failure']}")
         if s.get("description"):
-            lines.append(f"        ({_compact(s['description'], 160)})")
+            lines.append(f"        ({e(_compact(s['description'], 160))})")
         if s.get("condition"):
-            lines.append(f"        only if {s['condition']}; otherwise skipped")
+            lines.append(f"        only if {e(s['condition'])}; otherwise skipped")
         elif s["status"] == "unknown" and s.get("unknown") and s.get("summary"):
-            lines.append(f"        {s['unknown']['text']}")
-        lines.extend(_input_lines(s))
+            lines.append(f"        {e(s['unknown']['text'])}")
+        lines.extend(e(line) for line in _input_lines(s))
         for i, item in enumerate(s.get("items") or []):
             seen = f"seen now: {_compact(item['outputs_now'])}" if item.get("outputs_now") else ""
-            lines.append(f"        [{i}] {item.get('summary', '') or seen}".rstrip())
+            lines.append(f"        [{i}] {e(item.get('summary', '') or seen)}".rstrip())
         said = {(s.get("unknown") or {}).get("text")} if s["status"] in ("unknown", "would-run") else set()
         for part, why in (s.get("unknown_parts") or {}).items():
             if why not in said:
-                lines.append(f"        {part}: {why}")
+                lines.append(f"        {e(part)}: {e(why)}")
         if isinstance(s.get("outputs"), dict) and s["status"] != "would-skip":
             known = {
                 k: v for k, v in s["outputs"].items() if f"outputs.{k}" not in (s.get("unknown_parts") or {})
             }
             if known:
-                lines.append(f"        outputs: {_compact(known)}")
+                lines.append(f"        outputs: {e(_compact(known))}")
         if s.get("outputs_now"):
             lines.append(
-                f"        seen now (may change with the simulated change): {_compact(s['outputs_now'])}"
+                f"        seen now (may change with the simulated change): {e(_compact(s['outputs_now']))}"
             )
         if s.get("diff"):
-            lines.extend("        " + line for line in str(s["diff"]).splitlines())
+            lines.extend("        " + e(line) for line in str(s["diff"]).splitlines())
     if not plan.get("rollback_enabled", True):
         lines.append("Rollback plan: none (spec.rollback.enabled is false)")
     elif any(r.get("kind") != "nothing" for r in plan["rollback"]):
         lines.append("Rollback plan, if a step fails (completed steps, in reverse completion order):")
         for i, r in enumerate(plan["rollback"], 1):
-            lines.append(f"  {i}. {undo_text(r)}")
+            lines.append(f"  {i}. {e(undo_text(r))}")
     else:
         lines.append("Rollback plan: nothing to undo")
-        lines.extend(f"  - {undo_text(r)}" for r in plan["rollback"])
+        lines.extend(f"  - {e(undo_text(r))}" for r in plan["rollback"])
     lines.append(f"Verdict: {_VERDICT_TEXT[plan['verdict']]}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from typing import Any
 from wpk import schemas
 
 from .diagnostics import Diagnostic, Severity
+from .termsafe import one_line
 from .validate import ValidationResult
 
 FORMATS = ("text", "json", "github", "sarif")
@@ -26,7 +27,7 @@ def render(results: Sequence[ValidationResult], fmt: str, *, version: str) -> st
 
 
 def render_text(results: Sequence[ValidationResult]) -> str:
-    lines = [str(d) for r in results for d in r.diagnostics]
+    lines = [one_line(d) for r in results for d in r.diagnostics]
     files = len(results)
     invalid = sum(1 for r in results if not r.valid)
     warnings = sum(len(r.warnings) for r in results)

@@ -24,9 +24,11 @@ import trio
 from wpk.adapters import registry
 from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Outcome, Plan, StepContext
 
+from .budget import ExecutionBudget
 from .compensation import Undo, UndoKind, describe_call, plan_rollback
 from .conductor import Conductor, SkipStep, StartStep
 from .events import Event, EventType
+from .limits import LimitExceeded, Limits
 from .model import DURATION_FORMS, ActionCall, RetryPolicy, Step, StepKind, Workflow
 from .overlay import Knowledge, Unknown, display_inputs, merge_all
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
@@ -77,6 +79,7 @@ class RunOptions:
     adapter_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     on_event: Callable[[Event], None] | None = None
     seed: int | None = None
+    limits: Limits | None = None  # None: the agent's configured limits (engine/limits.py)
 
 
 class AdapterPool:
@@ -193,6 +196,8 @@ class Runner:
         self.main_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._nursery: trio.Nursery | None = None
+        self.budget = ExecutionBudget(self.options.limits)
+        self.limit_error: str | None = None
 
     # -- events ------------------------------------------------------------------------------
     def emit(
@@ -204,6 +209,8 @@ class Runner:
         if self.redactor:
             data = self.redactor.redact(data)
         event = Event(self.seq, type_, time.time(), step, item, data)
+        if self.limit_error is None and not self.budget.count_event():
+            self._stop_for_limit(self.budget.events_message())
         self.state.apply(event)
         if step is not None and item is None and type_ is not EventType.LOG:
             self.step_scope[step]["status"] = str(self.state.steps[step].status)
@@ -214,9 +221,19 @@ class Runner:
 
     def log_sink(self, step_id: str, item: int | None) -> Callable[[str, str], None]:
         def log(stream: str, line: str) -> None:
-            self.emit(EventType.LOG, step_id, item, stream=stream, line=line)
+            allowed, notice = self.budget.allow_log(line)
+            if allowed:
+                self.emit(EventType.LOG, step_id, item, stream=stream, line=line)
+            elif notice:
+                self.emit(EventType.LOG, step_id, item, stream="info", line=notice)
 
         return log
+
+    def _stop_for_limit(self, message: str) -> None:
+        """An execution-wide budget ran out: the main phase stops, as for a timeout."""
+        self.limit_error = message
+        if self.main_scope is not None:
+            self.main_scope.cancel()
 
     # -- public API ----------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -282,7 +299,7 @@ class Runner:
                     self._dispatch(command)
         self._nursery = None
         if scope.cancelled_caught or self.cancel_requested:
-            why = (
+            why = self.limit_error or (
                 "execution cancelled"
                 if self.cancel_requested
                 else f"execution timed out after {wf.timeout:g}s"
@@ -461,6 +478,11 @@ class Runner:
                 f"{self._where(step, 'for_each')}for_each gave {type(items).__name__}, not a list",
                 "render",
             )
+            return
+        try:
+            self.budget.check_items(len(items))
+        except LimitExceeded as exc:
+            self._fail(step, f"for_each: {exc}", "limit")
             return
         self.items_of[step.id] = items
         results: list[AttemptResult | None] = [None] * len(items)
@@ -934,12 +956,14 @@ class Runner:
             ) from None
         if simulate:
             outputs = self._outputs(step, plan.result, scope, simulated=True)
+            self._check_output(plan.result, outputs)
             return AttemptResult(
                 StepStatus.SIMULATED, result=plan.result, outputs=outputs, inputs=inputs, plan=plan
             )
         self.applied_inputs[(step.id, item_index)] = inputs
         self.outcomes[(step.id, item_index)] = outcome
         outputs = self._outputs(step, outcome.result, scope, simulated=False)
+        self._check_output(outcome.result, outputs)
         return AttemptResult(
             StepStatus.COMPLETED,
             result=outcome.result,
@@ -948,6 +972,12 @@ class Runner:
             inputs=inputs,
             read_only=read_only,
         )
+
+    def _check_output(self, result: Any, outputs: Any) -> None:
+        try:
+            self.budget.check_output(result, outputs)
+        except LimitExceeded as exc:
+            raise StepFailure(str(exc), retryable=False, reason="limit") from None
 
     def render_inputs(
         self, call: ActionCall, scope: Mapping[str, Any], info: ActionInfo, step: Step | None = None

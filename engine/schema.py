@@ -6,13 +6,25 @@ empty `referencing.Registry`, so no `$ref` resolves to a file or URL). For autho
 the `pattern` keyword runs on the `regex` engine under a time bound, so a catastrophic pattern
 reports an error instead of hanging the validator (SECURITY.md, "Loader and validator"); our
 own schemas' patterns are simple and run on `re` (and `regex` is never imported for them).
+
+The time bound is per match *and* per request: a pattern that takes 0.2 s per string, applied to
+an array of 100 strings, must not cost 20 s. `regex_budget()` opens one budget for a validation
+or a set of parameters (`limits.regex_seconds`, 1 s by default); every match draws on it, and
+once it is spent matching stops with an error naming the limit. Why a time budget rather than a
+linear-time engine (RE2): authors' patterns keep the syntax they know from JSON Schema tools
+(lookarounds, backreferences, possessive quantifiers, which RE2 refuses), and wpk needs no
+native dependency that may lack a wheel on the agent's platform; the budget bounds the cost
+either way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import functools
 import re
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +50,51 @@ class PatternTimeout(Exception):
     """A user-supplied `pattern` took too long on some input: it backtracks catastrophically."""
 
 
+class PatternBudgetExceeded(Exception):
+    """The request's total pattern-matching time (`limits.regex_seconds`) is spent."""
+
+
+class _RegexBudget:
+    __slots__ = ("remaining", "reported", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.remaining = seconds
+        self.reported = False  # the budget error is told once per request, not once per value
+
+
+_REGEX_BUDGET: contextvars.ContextVar[_RegexBudget | None] = contextvars.ContextVar(
+    "wpk_regex_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def regex_budget(seconds: float | None = None) -> Iterator[None]:
+    """One budget of pattern-matching time for everything inside (a validation, a params check).
+
+    Nested calls share the outer budget. Default: `limits.regex_seconds` of the agent."""
+    if _REGEX_BUDGET.get() is not None:
+        yield
+        return
+    if seconds is None:
+        from .limits import current
+
+        seconds = current().regex_seconds
+    token = _REGEX_BUDGET.set(_RegexBudget(seconds))
+    try:
+        yield
+    finally:
+        _REGEX_BUDGET.reset(token)
+
+
+def regex_budget_message() -> str:
+    from .limits import current, limit_message
+
+    budget = _REGEX_BUDGET.get()
+    seconds = budget.seconds if budget is not None else current().regex_seconds
+    return limit_message("pattern matching took too long in total for this request", "regex_seconds", seconds)
+
+
 @functools.lru_cache(maxsize=512)
 def compile_pattern(pattern: str) -> regex.Pattern[str]:
     """Compile with the `regex` engine; PatternError on bad syntax."""
@@ -50,10 +107,30 @@ def compile_pattern(pattern: str) -> regex.Pattern[str]:
 
 
 def pattern_search(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches `text`; bounded per match and by the request's budget, if any.
+
+    PatternTimeout: this match alone took the per-match bound. PatternBudgetExceeded: the
+    request's total ran out first."""
+    compiled = compile_pattern(pattern)
+    budget = _REGEX_BUDGET.get()
+    if budget is None:
+        try:
+            return compiled.search(text, timeout=PATTERN_TIMEOUT_SECONDS) is not None
+        except TimeoutError as exc:
+            raise PatternTimeout(pattern) from exc
+    if budget.remaining <= 0:
+        raise PatternBudgetExceeded(pattern)
+    timeout = min(PATTERN_TIMEOUT_SECONDS, budget.remaining)
+    started = time.perf_counter()
     try:
-        return compile_pattern(pattern).search(text, timeout=PATTERN_TIMEOUT_SECONDS) is not None
+        return compiled.search(text, timeout=timeout) is not None
     except TimeoutError as exc:
+        if timeout < PATTERN_TIMEOUT_SECONDS:
+            budget.remaining = 0
+            raise PatternBudgetExceeded(pattern) from exc
         raise PatternTimeout(pattern) from exc
+    finally:
+        budget.remaining -= time.perf_counter() - started
 
 
 def _pattern_keyword(
@@ -72,8 +149,15 @@ def _pattern_keyword(
             "(it backtracks catastrophically); simplify it"
         )
         return
+    except PatternBudgetExceeded:
+        budget = _REGEX_BUDGET.get()
+        if budget is None or not budget.reported:
+            if budget is not None:
+                budget.reported = True
+            yield ValidationError(f"pattern {pattern!r}: {regex_budget_message()}")
+        return
     if not matched:
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield ValidationError(f"{short_repr(instance)} does not match {pattern!r}")
 
 
 _FORMAT_CHECKER = FORMAT_CHECKER  # every format docs/format.md lists, checked (engine/formats.py)
@@ -131,6 +215,18 @@ def _leaves(error: ValidationError) -> Iterator[ValidationError]:
             yield from _leaves(best)
             return
     yield error
+
+
+MESSAGE_VALUE_CHARS = 80
+"""Longest excerpt of a value a message quotes: an error never echoes a 100 KB value."""
+
+
+def short_repr(value: Any) -> str:
+    """`repr(value)`, cut to MESSAGE_VALUE_CHARS characters with a note of what was left out."""
+    text = repr(value)
+    if len(text) <= MESSAGE_VALUE_CHARS:
+        return text
+    return f"{text[:MESSAGE_VALUE_CHARS]}… ({len(text) - MESSAGE_VALUE_CHARS} more characters)"
 
 
 def describe_path(path: tuple[str | int, ...] | list[str | int]) -> str:
@@ -201,18 +297,19 @@ def friendly_message(error: ValidationError, where: str) -> tuple[str, str | Non
     if keyword == "enum":
         hint = did_you_mean(instance, value) if isinstance(instance, str) else ""
         choices = ", ".join(repr(v) for v in value)
-        return f"{where}: {instance!r} is not one of {choices}{hint}", None
+        return f"{where}: {short_repr(instance)} is not one of {choices}{hint}", None
     if keyword == "const":
-        return f"{where}: must be {value!r}, got {instance!r}", None
+        return f"{where}: must be {value!r}, got {short_repr(instance)}", None
     if keyword == "pattern":
         hint = schema.get("description", "")
         if error.message.startswith(("pattern ", "invalid pattern")):
             return f"{where}: {error.message}", None
         if hint and len(str(value)) > 60:  # a long regex (SemVer's) says less than its description
-            return f"{where}: {instance!r} is not valid here: {hint}", None
-        return f"{where}: {instance!r} does not match {value!r}" + (f" ({hint})" if hint else ""), None
+            return f"{where}: {short_repr(instance)} is not valid here: {hint}", None
+        said = f"{where}: {short_repr(instance)} does not match {value!r}"
+        return said + (f" ({hint})" if hint else ""), None
     if keyword == "format":
-        return f"{where}: {instance!r} is not a valid {value} (format: {value})", None
+        return f"{where}: {short_repr(instance)} is not a valid {value} (format: {value})", None
     if keyword == "minItems" and isinstance(instance, list) and not instance:
         return f"{where}: must not be empty", None
     if keyword in ("oneOf", "anyOf"):
@@ -235,7 +332,14 @@ def friendly_message(error: ValidationError, where: str) -> tuple[str, str | Non
         return f"{where}: items must be unique", None
     if keyword == "maxProperties" and isinstance(value, int) and value == 1:
         return f"{where}: give only one of {', '.join(sorted(str(k) for k in instance))}", None
-    return f"{where}: {error.message}", None
+    return f"{where}: {_clip(error.message)}", None
+
+
+def _clip(message: str) -> str:
+    limit = 4 * MESSAGE_VALUE_CHARS
+    return (
+        message if len(message) <= limit else f"{message[:limit]}… ({len(message) - limit} more characters)"
+    )
 
 
 def check_param_schema(schema: Mapping[str, Any]) -> str | None:

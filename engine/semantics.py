@@ -26,6 +26,7 @@ from wpk.adapters.guards.envpolicy import forbidden_env_key
 from .diagnostics import Diagnostic, error, warning
 from .loader import PathT, SourceDoc
 from .schema import (
+    PatternBudgetExceeded,
     PatternError,
     PatternTimeout,
     action_validator,
@@ -37,6 +38,7 @@ from .schema import (
     iter_leaf_errors,
     make_validator,
     pattern_search,
+    regex_budget_message,
 )
 from .template_text import SCOPE_NAMES, is_template
 
@@ -163,7 +165,11 @@ class Checker:
                 self.error(sub_path, "param-pattern", f"parameter {name!r}: invalid pattern: {exc}")
                 ok = False
                 continue
-            probe = _catastrophe_probe(pattern)
+            try:
+                probe = _catastrophe_probe(pattern)
+            except PatternBudgetExceeded:
+                self.error(sub_path, "param-pattern-budget", f"parameter {name!r}: {regex_budget_message()}")
+                return False
             if probe is not None:
                 self.error(
                     sub_path,
@@ -661,7 +667,10 @@ def _catastrophe_probe(pattern: str) -> str | None:
     `regex` engine gives up after the time bound, so probing costs at most a few tenths of a
     second for a bad pattern and microseconds for a good one.
     """
-    chars = [c for c in dict.fromkeys(re.sub(r"\\.", "", pattern)) if c.isalnum()][:4] or ["a"]
+    classes = {"d": "1", "w": "a", "s": " ", "S": "a", "W": " ", "D": "a"}
+    escaped = [classes[c] for c in re.findall(r"\\(.)", pattern) if c in classes]
+    literal = [c for c in re.sub(r"\\.", "", pattern) if c.isalnum()]
+    chars = list(dict.fromkeys(escaped + literal))[:4] or ["a"]
     probes = [c * 48 + "!" for c in chars] + ["".join(chars) * 16 + "!", "a1 " * 16 + "!"]
     for probe in probes:
         try:

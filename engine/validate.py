@@ -15,7 +15,7 @@ from typing import Any
 
 from .diagnostics import Diagnostic, error, has_errors, sort_key
 from .loader import DEFAULT_MAX_BYTES, LoadError, PathT, SourceDoc, load_bytes, load_file, load_text
-from .schema import describe_path, friendly_message, iter_leaf_errors, runbook_validator
+from .schema import describe_path, friendly_message, iter_leaf_errors, regex_budget, runbook_validator
 from .semantics import check_semantics
 
 PACKAGE_FILE = "wpk.yaml"
@@ -42,7 +42,14 @@ class ValidationResult:
 
 
 def validate_document(doc: SourceDoc) -> list[Diagnostic]:
-    """Schema and semantic diagnostics of a loaded document, sorted by position."""
+    """Schema and semantic diagnostics of a loaded document, sorted by position.
+
+    One pattern-matching budget covers the whole document (`limits.regex_seconds`)."""
+    with regex_budget():
+        return _validate_document(doc)
+
+
+def _validate_document(doc: SourceDoc) -> list[Diagnostic]:
     found = check_schema(doc)
     if isinstance(doc.data, Mapping):
         semantic = check_semantics(doc)
@@ -116,6 +123,17 @@ def package_file(path: str | os.PathLike[str]) -> Path:
     return p / PACKAGE_FILE if p.is_dir() else p
 
 
+def _missing(p: Path) -> str:
+    """Why `p` is neither a file nor a folder to validate: absent, or something else (a FIFO…)."""
+    from .loader import file_kind
+
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return "no such file or folder"
+    return f"is {file_kind(mode)}, not a runbook file or folder"
+
+
 def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str | None]]:
     """Files to validate: (file, problem). Folders are searched recursively for packages."""
     for given in paths:
@@ -135,4 +153,4 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, st
             if not found:
                 yield p, f"no {PACKAGE_FILE} or *{PACKAGE_SUFFIX} found under this folder"
         else:
-            yield p, "no such file or folder"
+            yield p, _missing(p)

@@ -362,7 +362,7 @@ def test_anchors_and_aliases(text: str, where: str) -> None:
     [
         ("a: !!python/object/apply:os.system ['true']\n", "1:4", "!!python/object/apply:os.system"),
         ("a: !!binary aGk=\n", "1:4", "!!binary"),
-        ("a: !!str 1\n", "1:4", "!!str"),
+        ("a: !!int 1\n", "1:4", "!!int"),
         ("a: !foo x\n", "1:4", "!foo"),
         ("a: ! x\n", "1:4", "!"),
         ("!!map {a: b}\n", "1:1", "!!map"),
@@ -372,6 +372,7 @@ def test_anchors_and_aliases(text: str, where: str) -> None:
     ],
 )
 def test_any_explicit_tag_is_refused(text: str, where: str, tag: str) -> None:
+    # Every tag but `!!str` on a single value (tests/test_hardening_small.py).
     error = refusal(text)
     assert (
         str(error)

@@ -171,7 +171,8 @@ async def test_dry_run_plan_states_the_policy_and_the_items_to_undo(tmp_path: Pa
     undo = [(r["step"], r.get("item"), r["kind"]) for r in plan["rollback"] if r["kind"] != "nothing"]
     assert undo == [("canary_first", 2, "body"), ("canary_first", 1, "body"), ("canary_first", 0, "body")]
     for n, letter in ((1, "c"), (2, "b"), (3, "a")):  # each item's own rendered rollback, last first
-        assert f'{n}. canary_first[{3 - n}]: run shell.run with {{"argv": ["rm", "{tmp_path}/{letter}"]}}' in text
+        rm = f'run shell.run with {{"argv": ["rm", "{tmp_path}/{letter}"]}}'
+        assert f"{n}. canary_first[{3 - n}]: {rm}" in text
     items = runner.state.as_dict()["steps"][0]["items"]
     assert [i["status"] for i in items] == ["simulated"] * 3
 

@@ -2,7 +2,8 @@
 
 `wpk.schema.json` describes a runbook package; `adapters/<adapter>.<action>.json` describes the
 `with:` inputs of one adapter action. These files are the contract editors, CI and the validator
-share, so they are loaded from here and nowhere else.
+share, so they are loaded from here and nowhere else. `agent-config.schema.json` describes the
+agent's own configuration file (never part of a runbook).
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ def schema_path() -> Path:
 @functools.cache
 def runbook_schema() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
+    return data
+
+
+def agent_config_schema_path() -> Path:
+    return schema_dir() / "agent-config.schema.json"
+
+
+@functools.cache
+def agent_config_schema() -> dict[str, Any]:
+    """The agent configuration's schema (`--config FILE`): adapter sections and limits."""
+    data: dict[str, Any] = json.loads(agent_config_schema_path().read_text(encoding="utf-8"))
     return data
 
 

@@ -127,6 +127,11 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
         text = _scalar(raw, f"header {name}")
         if any(c in text for c in "\r\n\0"):
             raise InputError(f"header {name} contains a line break or NUL")
+        if not text.isascii():
+            raise InputError(
+                f"header {name} contains non-ASCII characters, which HTTP header values cannot carry; "
+                "encode the value (e.g. `| urlencode` or `| b64encode`) as the receiving service expects"
+            )
         headers.append((name, text))
     return tuple(headers)
 
@@ -159,6 +164,29 @@ def _has_header(headers: tuple[tuple[str, str], ...], name: str) -> bool:
     return any(key.lower() == name for key, _ in headers)
 
 
+def _short(value: str, limit: int = 200) -> str:
+    return (
+        repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value) - limit} more characters)"
+    )
+
+
+_DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
+
+
+def _refuse_dot_segments(url: str) -> None:
+    """A `.` or `..` segment in the path climbs out of the path the author wrote.
+
+    `https://api/users/{{ params.user }}` with user `../../admin?x=1#` would reach `/admin`:
+    the parameter re-routed the request. Values in URLs should pass through `| urlencode`; a
+    dot-segment that is still there (also percent-encoded, which servers decode) is refused."""
+    path = urlsplit(url).path
+    if _DOT_SEGMENT.search(path):
+        raise InputError(
+            f"url path {_short(path)} contains a '.' or '..' segment, which would change the path "
+            "the request goes to; put parameters in URLs through `| urlencode`"
+        )
+
+
 def parse_request(inputs: Mapping[str, Any], *, max_response_bytes: int) -> RequestSpec:
     """Check rendered inputs and apply defaults. `max_response_bytes` is the agent's ceiling."""
     method = inputs.get("method", "GET")
@@ -170,9 +198,10 @@ def parse_request(inputs: Mapping[str, Any], *, max_response_bytes: int) -> Requ
     try:
         parsed = httpx.URL(url.strip())
     except httpx.InvalidURL as exc:
-        raise InputError(f"url {url!r} is not valid: {exc}") from None
+        raise InputError(f"url {_short(url)} is not valid: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.raw_host:
-        raise InputError(f"url must be an absolute http:// or https:// URL, got {url!r}")
+        raise InputError(f"url must be an absolute http:// or https:// URL, got {_short(url)}")
+    _refuse_dot_segments(url.strip())
     headers = _headers(inputs.get("headers"))
     has_json, has_body = "json" in inputs, inputs.get("body") is not None
     if has_json and has_body:

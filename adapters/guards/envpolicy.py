@@ -28,6 +28,32 @@ FORBIDDEN_ENV: frozenset[str] = frozenset(
         "CDPATH",
         "PATH_LOCALE",
         "HOSTALIASES",
+        "GLIBC_TUNABLES",  # CVE-2023-4911 ("Looney Tunables"), and it changes how glibc behaves
+        "OPENSSL_CONF",  # loads engines/providers: code from a path of the caller's choosing
+        "OPENSSL_ENGINES",
+        "OPENSSL_MODULES",
+        "PYTHONHOME",  # another standard library for every Python the step starts
+        "PYTHONINSPECT",
+        "PYTHONUSERBASE",
+        "PYTHONBREAKPOINT",
+        "PYTHONWARNINGS",  # imports the warning category's module
+        "JAVA_TOOL_OPTIONS",  # -javaagent: code in every JVM
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "GIT_SSH_COMMAND",
+        "GIT_EXEC_PATH",
+        "GIT_CONFIG_GLOBAL",
+        "SSH_ASKPASS",
+        "LESSOPEN",
+        "MALLOC_CONF",
+        "TZDIR",
+        "LOCPATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "BROWSER",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
     }
 )
 """Variables a step's `env` may not set: they change how programs load or how shells start."""
@@ -35,7 +61,14 @@ FORBIDDEN_ENV: frozenset[str] = frozenset(
 _FORBIDDEN_PREFIXES = ("LD_", "DYLD_", "WPK_SECRET_")
 
 RESERVED_ENV: frozenset[str] = frozenset(
-    {"WPK_IDEMPOTENCY_KEY", "WPK_EXECUTION_ID", "WPK_STEP_ID", "WPK_ATTEMPT", "WPK_DRY_RUN"}
+    {
+        "WPK_IDEMPOTENCY_KEY",
+        "WPK_EXECUTION_ID",
+        "WPK_STEP_ID",
+        "WPK_ATTEMPT",
+        "WPK_DRY_RUN",
+        "WPK_STEP_PROCESS",
+    }
 )
 """Set by wpk from the step context; a step cannot override them (the idempotency key must be ours)."""
 

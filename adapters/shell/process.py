@@ -19,8 +19,23 @@ that inherited the stdout pipe keeps a reader waiting for EOF forever. Here:
 
 Group membership is read from `/proc`. Without `/proc` the group still gets TERM, then KILL once
 the main process has exited or the grace period has passed, but leftover processes get no grace.
-A process that leaves the group on purpose (`setsid`, a daemon) is out of reach; if it holds an
-output pipe, reading stops after `drain_seconds` and an `info` log line says so.
+
+A process that leaves the group on purpose (`setsid`, a daemon's double fork) is still the step's:
+every process a step starts carries a mark in its environment, `WPK_STEP_PROCESS=<agent pid>:
+<agent start time>:<step token>`, which children inherit across `setsid`. After the group is
+ended, a *sweep* finds the step's escaped descendants: as a subreaper the agent inherits every
+orphan, so it reads its own children's marks (cheap), and only when one carries the step's token
+does it scan `/proc` for the whole marked tree; those get TERM, then KILL after the grace period.
+Why not a cgroup: creating one needs a delegated, writable cgroup v2 subtree, which an agent in a
+container or under a user session usually lacks; the mark works unprivileged everywhere `/proc`
+does. (A process that clears its environment and daemonises escapes the mark; a cgroup is the
+answer there, where one is available.)
+
+When the agent itself dies (SIGKILL, OOM), nothing in it runs. The parent-death signal
+(`PR_SET_PDEATHSIG`) is not used: steps start through `posix_spawn`, which has no hook between
+fork and exec to call `prctl`, and the signal would reach only the direct child (it is cleared
+on fork) and fire when the spawning *thread* exits. Instead `sweep_orphans()` runs when the next
+agent starts: every process whose mark names an agent that no longer runs is ended.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,6 +62,8 @@ _READ_BYTES = 64 * 1024
 _POLL_SECONDS = 0.02
 _KILL_WAIT_SECONDS = 5.0  # after SIGKILL; only a process stuck in the kernel takes this long
 _PR_SET_CHILD_SUBREAPER = 36
+MARK_VARIABLE = "WPK_STEP_PROCESS"
+"""The environment variable that marks a step's processes (and their descendants) as ours."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,6 +342,149 @@ async def _wait_exited(pid: int) -> None:
         os.close(fd)
 
 
+# --------------------------------------------------------------------------------------------
+# Marks and sweeps: processes that left the group
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of `pid` (clock ticks since boot), which tells a pid apart from its reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+@functools.cache
+def agent_mark_prefix() -> str:
+    """`<pid>:<start time>:` of this agent process: the part of the mark naming the agent."""
+    return f"{os.getpid()}:{_start_time(os.getpid()) or 0}:"
+
+
+def new_mark() -> str:
+    """A fresh mark for one step's processes."""
+    return agent_mark_prefix() + secrets.token_hex(8)
+
+
+def _mark_of(pid: int) -> str | None:
+    """The WPK_STEP_PROCESS value in `pid`'s environment (only our own user's are readable)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            environ = handle.read()
+    except OSError:
+        return None
+    needle = MARK_VARIABLE.encode() + b"="
+    for entry in environ.split(b"\0"):
+        if entry.startswith(needle):
+            return entry[len(needle) :].decode("ascii", errors="replace")
+    return None
+
+
+def _marked(predicate: Callable[[str], bool]) -> list[int]:
+    """Pids of live processes (not us) whose mark satisfies `predicate`, from all of /proc."""
+    found = []
+    me = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        mark = _mark_of(int(name))
+        if mark is not None and predicate(mark) and not _is_zombie(int(name)):
+            found.append(int(name))
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return True
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return not fields or fields[0] in (b"Z", b"X")
+
+
+def _our_children() -> list[int]:
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children", "rb") as handle:
+            return [int(pid) for pid in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+_LEADERS: set[int] = set()
+"""Step leaders still running or not yet reaped: never reaped by a sweep (their pid is a group id)."""
+
+
+def _reap_orphans() -> None:
+    """Reap zombie children that are not any step's leader (orphans re-parented to us)."""
+    for pid in _our_children():
+        if pid not in _LEADERS and _is_zombie(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def _signal_pids(pids: Sequence[int], signum: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+async def _sweep(mark: str, grace: float, log: LogSink, *, subreaper: bool, leader: int) -> None:
+    """End the step's processes that left its group (`setsid`): TERM, grace, KILL. Call shielded.
+
+    As a subreaper, an escaped process whose parent died is our child: look there first (a few
+    reads), and scan all of /proc only when our children hold one, or when we are no subreaper."""
+    if subreaper:
+        children = [pid for pid in _our_children() if pid != leader]
+        if not any(_mark_of(pid) == mark and not _is_zombie(pid) for pid in children):
+            return
+    escaped = await trio.to_thread.run_sync(_marked, mark.__eq__)
+    if not escaped:
+        return
+    log("info", f"{len(escaped)} process(es) of this step left its process group: sending SIGTERM")
+    _signal_pids(escaped, signal.SIGTERM)
+    _signal_pids(escaped, signal.SIGCONT)
+    with trio.move_on_after(grace + _KILL_WAIT_SECONDS):
+        deadline = trio.current_time() + grace
+        while True:
+            await trio.sleep(_POLL_SECONDS)
+            _reap_orphans()
+            left = await trio.to_thread.run_sync(_marked, mark.__eq__)
+            if not left:
+                return
+            if trio.current_time() >= deadline:
+                _signal_pids(left, signal.SIGKILL)  # escaped ones may have forked meanwhile: all of them
+    log("info", "processes of this step survived SIGKILL")
+
+
+def sweep_orphans() -> list[int]:
+    """At agent start: SIGKILL every marked process whose agent no longer runs; return their pids.
+
+    An agent that was killed leaves its steps' processes behind (re-parented to init); their mark
+    names the agent's pid and start time, so a process is ours to end only when that exact agent
+    process is gone (a reused pid has another start time)."""
+    if not os.path.isdir("/proc"):
+        return []
+    alive: dict[str, bool] = {}
+
+    def orphaned(mark: str) -> bool:
+        agent = mark.rsplit(":", 1)[0]
+        if agent not in alive:
+            pid, _, start = agent.partition(":")
+            alive[agent] = pid.isdigit() and _start_time(int(pid)) == start
+        return not alive[agent]
+
+    victims = _marked(orphaned)
+    _signal_pids(victims, signal.SIGKILL)
+    return victims
+
+
 class _Group:
     """The process group of one step, led by `leader` (our direct, not yet reaped, child)."""
 
@@ -412,6 +573,8 @@ async def run_in_group(
     With `subreaper`, the agent first becomes a child subreaper (once, process-wide).
     """
     reaping = become_subreaper() if subreaper else False
+    mark = new_mark()
+    env = {**env, MARK_VARIABLE: mark}
     proc: trio.Process | _SpawnedProcess
     try:
         if cwd is None and _CAN_SPAWN_DIRECT:
@@ -430,7 +593,9 @@ async def run_in_group(
     except (OSError, ValueError) as exc:
         raise SpawnError(_spawn_message(exc)) from exc
 
+    _LEADERS.add(proc.pid)
     group = _Group(proc.pid, log, subreaper=reaping)
+    swept = False
     out = _Pump("stdout", log, limits)
     err = _Pump("stderr", log, limits)
     ended = False
@@ -445,36 +610,63 @@ async def run_in_group(
             if proc.stdin is not None and stdin is not None:
                 pipes.append(functools.partial(_feed_stdin, proc.stdin, stdin))
             open_pipes = [len(pipes)]
+            pump_scopes: list[trio.CancelScope] = []
+            stopped = False
 
             async def pump(job: Callable[[], Awaitable[None]]) -> None:
                 # Straight in this nursery (no helper task, no inner nursery): fewer trips
                 # through trio's scheduler per step, which is most of a short step's cost.
-                await job()
+                # Shielded: the pumps stop when this function says so (below), not when the
+                # caller's deadline passes while a finished command's output is still read.
+                with trio.CancelScope(shield=True) as scope:
+                    pump_scopes.append(scope)
+                    if stopped:
+                        scope.cancel()
+                    await job()
                 open_pipes[0] -= 1
                 if not open_pipes[0]:
                     io_done.set()
 
             for job in pipes:
                 nursery.start_soon(pump, job)
-            await _wait_exited(proc.pid)
-            await group.end(
-                limits.grace_seconds, reason="main process exited, group still running", leader_exited=True
-            )
-            ended = True
-            with trio.move_on_after(limits.drain_seconds):
-                await io_done.wait()
+            try:
+                await _wait_exited(proc.pid)
+            except BaseException:  # cancelled before the command finished: stop reading too
+                stopped = True
+                for scope in pump_scopes:
+                    scope.cancel()
+                raise
+            # The command has finished: what is left is cleanup, bounded by the grace and drain
+            # periods. It is shielded, so a deadline that passes meanwhile does not turn a command
+            # that exited 0 into "timed out" (issue 9); the exit status stands.
+            with trio.CancelScope(shield=True):
+                await group.end(
+                    limits.grace_seconds,
+                    reason="main process exited, group still running",
+                    leader_exited=True,
+                )
+                ended = True
+                await _sweep(mark, limits.grace_seconds, log, subreaper=reaping, leader=proc.pid)
+                swept = True
+                with trio.move_on_after(limits.drain_seconds):
+                    await io_done.wait()
             if not io_done.is_set():
                 log("info", "an output pipe is held by a process outside the step's group; stopped reading")
-                nursery.cancel_scope.cancel()
+                for scope in pump_scopes:
+                    scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             if not ended:
                 await group.end(limits.grace_seconds, reason="step cancelled")
+            if not swept:
+                await _sweep(mark, limits.grace_seconds, log, subreaper=reaping, leader=proc.pid)
             if proc.poll() is None:  # usually already exited: reap without a scheduler round trip
                 with trio.move_on_after(_KILL_WAIT_SECONDS):
                     await proc.wait()
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 _close_now(stream)
+            if proc.returncode is not None:
+                _LEADERS.discard(proc.pid)
 
     returncode = proc.returncode
     if returncode is None:  # only if it survived SIGKILL for _KILL_WAIT_SECONDS
