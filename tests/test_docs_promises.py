@@ -246,7 +246,9 @@ def test_yaml_promises_of_the_format_page(text: bytes, value: object) -> None:
     assert load_bytes(text, "x.yaml").data == {"a": value}
 
 
-@pytest.mark.parametrize("text", [b"a: .nan", b"a: .inf", b"a: !!int 5", b"a: !!str [1]", b"a: &x 1\nb: *x", b"a: 1\na: 2"])
+@pytest.mark.parametrize(
+    "text", [b"a: .nan", b"a: .inf", b"a: !!int 5", b"a: !!str [1]", b"a: &x 1\nb: *x", b"a: 1\na: 2"]
+)
 def test_yaml_the_format_page_refuses(text: bytes) -> None:
     with pytest.raises(LoadError):
         load_bytes(text, "x.yaml")
