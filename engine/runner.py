@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +69,9 @@ class RunOptions:
     adapter_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     on_event: Callable[[Event], None] | None = None
     seed: int | None = None
+    # Events already recorded for this execution (its creation by a submission, or a past run
+    # to roll back by hand): replayed into the state before anything new is emitted.
+    history: Sequence[Event] = ()
 
 
 class AdapterPool:
@@ -177,6 +180,22 @@ class Runner:
         self.main_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._nursery: trio.Nursery | None = None
+        for event in self.options.history:
+            self._replay(event)
+
+    def _replay(self, event: Event) -> None:
+        """Rebuild what later decisions read from a recorded event (state, scope, undo records)."""
+        self.state.apply(event)
+        self.seq = event.seq
+        if event.step is None or event.item is not None or event.step not in self.step_scope:
+            return
+        record = self.state.steps[event.step]
+        entry = self.step_scope[event.step]
+        entry["status"] = str(record.status)
+        if event.type is EventType.STEP_COMPLETED:
+            entry.update(outputs=record.outputs, result=record.result)
+            if record.undo is not None and not _holds_masked_secret(record.undo):
+                self.outcomes[(event.step, None)] = Outcome(result=record.result or {}, undo=record.undo)
 
     # -- events ------------------------------------------------------------------------------
     def emit(
@@ -210,16 +229,12 @@ class Runner:
             self.main_scope.cancel()
 
     async def run(self) -> ExecutionState:
-        wf = self.workflow
-        self.emit(
-            EventType.EXECUTION_CREATED,
-            execution_id=self.execution_id,
-            workflow_id=wf.workflow_id,
-            dry_run=self.dry_run,
-            priority=self.options.priority if self.options.priority is not None else wf.priority,
-            params=self.params,
-            steps=[s.id for s in wf.steps],
-        )
+        if self.seq == 0:  # a submission recorded the creation already
+            priority = self.options.priority
+            self.emit(
+                EventType.EXECUTION_CREATED,
+                **creation_data(self.workflow, self.execution_id, self.params, self.dry_run, priority),
+            )
         self.emit(EventType.EXECUTION_STARTED)
         try:
             status, error = await self._main_phase()
@@ -721,6 +736,25 @@ class Runner:
         return status, error
 
 
+def creation_data(
+    workflow: Workflow, execution_id: str, params: Mapping[str, Any], dry_run: bool, priority: int | None
+) -> dict[str, Any]:
+    """The payload of an execution's first event, whoever records it (a run or a submission)."""
+    return {
+        "execution_id": execution_id,
+        "workflow_id": workflow.workflow_id,
+        "dry_run": dry_run,
+        "priority": workflow.priority if priority is None else priority,
+        "params": dict(params),
+        "steps": [s.id for s in workflow.steps],
+    }
+
+
+def _holds_masked_secret(undo: Any) -> bool:
+    """An undo record whose Secret values were masked for the store cannot restore them."""
+    return mask_secret_objects(undo) is not undo
+
+
 def _plan_dict(plan: Plan | None, inputs: Any) -> dict[str, Any]:
     if plan is None:
         return {"inputs": inputs}
@@ -734,4 +768,4 @@ def _plan_dict(plan: Plan | None, inputs: Any) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AdapterPool", "RunOptions", "Runner"]
+__all__ = ["AdapterPool", "RunOptions", "Runner", "creation_data"]

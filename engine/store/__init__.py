@@ -1,29 +1,58 @@
-"""Event stores: where executions live. `open_store(url)` picks one from a URL."""
+"""Stores: where executions live. `open_store(url)` picks one from a URL."""
 
 from __future__ import annotations
 
-from .base import EventStore, UnknownStore
+from .base import (
+    AgentInfo,
+    Claim,
+    EventStore,
+    ExecutionQuery,
+    ExecutionRow,
+    ExecutionStore,
+    LogLine,
+    NewExecution,
+    Page,
+    StoreError,
+    UnknownStore,
+)
 from .memory import MemoryStore
 from .sqlite import SQLiteStore, default_path
 
 DEFAULT_STORE = "sqlite:"
 
 
-def open_store(url: str = DEFAULT_STORE) -> EventStore:
+def open_store(url: str = DEFAULT_STORE, *, offload: bool = False) -> ExecutionStore:
     """`memory:`, `sqlite:` (the default file), or `sqlite:///abs/path.db` (DESIGN §8).
 
-    ArangoDB (`arangodb://…`) slots in here with the store issue.
+    `offload=True` (the server) runs blocking database calls on a worker thread, never on the
+    trio loop. ArangoDB (`arangodb://…`) slots in here with the store issue.
     """
     if url in ("memory:", "memory://"):
         return MemoryStore()
     if url in ("sqlite:", "sqlite://"):
-        return SQLiteStore(default_path())
+        return SQLiteStore(default_path(), offload=offload)
     if url.startswith("sqlite:///"):
-        return SQLiteStore("/" + url.removeprefix("sqlite:///").lstrip("/"))
+        return SQLiteStore("/" + url.removeprefix("sqlite:///").lstrip("/"), offload=offload)
     if url.startswith("sqlite://"):
-        return SQLiteStore(url.removeprefix("sqlite://"))
+        return SQLiteStore(url.removeprefix("sqlite://"), offload=offload)
     scheme = url.partition(":")[0]
     raise UnknownStore(f"unsupported store {scheme!r}: use memory:, sqlite: or sqlite:///path/to/db")
 
 
-__all__ = ["DEFAULT_STORE", "EventStore", "MemoryStore", "SQLiteStore", "UnknownStore", "open_store"]
+__all__ = [
+    "DEFAULT_STORE",
+    "AgentInfo",
+    "Claim",
+    "EventStore",
+    "ExecutionQuery",
+    "ExecutionRow",
+    "ExecutionStore",
+    "LogLine",
+    "MemoryStore",
+    "NewExecution",
+    "Page",
+    "SQLiteStore",
+    "StoreError",
+    "UnknownStore",
+    "open_store",
+]
