@@ -12,28 +12,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from wpk.engine.events import Event, EventType
 from wpk.engine.model import Workflow
 from wpk.engine.store.base import Band
 
 MAX_WORKFLOW_NAMES = 100
-ERROR_TYPES = frozenset(
-    {
-        "timeout",
-        "invalid_input",
-        "render",
-        "error",
-        "internal",
-        "not_reversible",
-        "cancelled",
-        "http_status",
-        "unavailable",
-        "conflict",
-        "not_found",
-    }
-)
+# The failing step's reason, as adapters report it; anything else is counted as "other".
+ERROR_TYPES = frozenset({
+    "error", "internal", "invalid_input", "render", "timeout", "cancelled", "not_reversible",
+    "core.fail", "shell.exit_status", "shell.invalid_json", "shell.not_found", "shell.spawn_failed",
+    "shell.stuck", "http_status", "http_error", "connect_error", "network_error", "tls_error",
+    "host_denied", "redirect_refused", "response_too_large", "decode_error", "unsupported_encoding",
+    # Kubernetes: the adapter's own and the API server's StatusReason values
+    "ClientError", "ConfigError", "ConnectionError", "ResponseTooLarge", "RolloutFailed", "TLSError",
+    "Timeout", "Paused", "NotFound", "Conflict", "Forbidden", "Unauthorized", "AlreadyExists", "Invalid",
+    "BadRequest", "ServiceUnavailable", "InternalError", "TooManyRequests", "Gone", "Expired",
+})  # fmt: skip
 AGENT_STATES = ("created", "running", "paused", "stopped", "failed")
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300)
@@ -57,6 +60,7 @@ class RunContext:
 
 class Metrics:
     def __init__(self) -> None:
+        disable_created_metrics()  # `_created` series only add noise to dashboards and alerts
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runs = Counter(
