@@ -60,7 +60,7 @@ class RunContext:
 
 class Metrics:
     def __init__(self) -> None:
-        disable_created_metrics()  # `_created` series only add noise to dashboards and alerts
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add noise to dashboards and alerts
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runs = Counter(
