@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from .diagnostics import Diagnostic
-from .events import Event
+from .events import Event, EventType
 from .model import Workflow, compile_workflow
 from .params import resolve_params
 from .runner import Runner, RunOptions
@@ -97,7 +97,9 @@ async def rollback_recorded(
     )
     runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
     try:
-        await runner.rollback()
+        status = await runner.rollback()
+        error = runner.state.error
+        runner.emit(EventType.EXECUTION_CLOSED, status=str(status), **({"error": error} if error else {}))
     finally:
         with trio.CancelScope(shield=True):
             await runner.adapters.aclose()

@@ -247,7 +247,11 @@ async def record(store: ExecutionStore, cache: WorkflowCache, execution_id: str)
     row, _, state = await load_state(store, execution_id)
     out = state.as_dict()
     if not out["execution_id"]:  # a row whose first event is not stored yet (never the case today)
-        out.update(execution_id=row.execution_id, workflow_id=row.workflow_id, status=row.status)
+        out.update(execution_id=row.execution_id, workflow_id=row.workflow_id)
+    if row.status not in TERMINAL and out["status"] in TERMINAL:
+        # Between phases (main phase over, rollback or `finally` still to come) the execution
+        # is not over: say what the row says, so nobody polling takes this for the end.
+        out["status"] = row.status
     if row.dry_run and row.package is not None:
         from .plan import build_plan
 

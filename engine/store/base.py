@@ -182,12 +182,16 @@ class AgentInfo:
 
 
 def status_after(event: Event) -> str | None:
-    """The row status an event moves an execution to (the same rule as `state.reduce`)."""
+    """The row status an event moves an execution to.
+
+    The row reaches a final status only when the execution is over (EXECUTION_CLOSED, which
+    a manual rollback records too): between the end of the main phase and the end of rollback
+    and `finally` steps it stays `running` or `rolling_back`, so whoever polls the row (a log
+    follower, `submit --wait`, the queue) never takes a pause between phases for the end.
+    """
     t, d = event.type, event.data
     if t is EventType.EXECUTION_STARTED:
         return "running"
-    if t in (EventType.EXECUTION_FINISHED, EventType.ROLLBACK_FINISHED):
-        return str(d["status"])
     if t is EventType.ROLLBACK_STARTED:
         return "rolling_back"
     if t is EventType.EXECUTION_CLOSED and "status" in d:
