@@ -213,6 +213,20 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
+def _links() -> dict[str, Any]:
+    """What a client does next with the id it was given (schemathesis follows these too)."""
+    by_id = {"execution_id": "$response.body#/execution_id"}
+    return {
+        name: {"operationId": operation, "parameters": dict(by_id)}
+        for name, operation in (
+            ("GetExecution", "getExecution"),
+            ("Logs", "logs"),
+            ("Cancel", "cancel"),
+            ("Rollback", "rollback"),
+        )
+    }
+
+
 def document(version: str = "0+unknown") -> dict[str, Any]:
     """The OpenAPI document (a fresh dict: callers may change it)."""
     paths: dict[str, Any] = {
@@ -311,7 +325,7 @@ def document(version: str = "0+unknown") -> dict[str, Any]:
                     }
                 ),
                 "responses": {
-                    "202": _json(_ref("Accepted"), "queued as pending"),
+                    "202": {**_json(_ref("Accepted"), "queued as pending"), "links": _links()},
                     **_errors(400, 401, 413, 422),
                 },
             }
