@@ -161,7 +161,7 @@ class Agent:
             if row.package is None:
                 raise PackageInvalid([])
             workflow = self.cache.workflow(row.package, row.package_path)
-            history = await self.store.events(row.execution_id)
+            history = list(claim.history) or await self.store.events(row.execution_id)
             on_event = (
                 None if self.observer is None else self.observer(workflow, row.execution_id, row.dry_run)
             )

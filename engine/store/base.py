@@ -114,6 +114,7 @@ class Claim:
     row: ExecutionRow
     attempt: int
     lease_until: float
+    history: tuple[Event, ...] = ()  # the execution's events so far, read in the same transaction
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

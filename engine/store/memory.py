@@ -166,7 +166,8 @@ class MemoryStore:
             row, status="running", agent_id=agent_id, attempt=row.attempt + 1, lease_until=now + lease_seconds
         )
         self._rows[row.execution_id] = (n, row)
-        return Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds)
+        history = tuple(self._events.get(row.execution_id, ()))
+        return Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
 
     async def heartbeat(self, agent_id: str, *, now: float, state: str, lease_seconds: float = 30.0) -> None:
         agent = self._agents.get(agent_id)

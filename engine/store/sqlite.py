@@ -34,6 +34,7 @@ from .base import (
     row_from_created,
     status_after,
 )
+from .dbthread import DatabaseThread
 
 T = TypeVar("T")
 
@@ -166,17 +167,24 @@ class SQLiteStore:
         self._db.executescript(SCHEMA)
         self._pending: list[tuple[str, Event]] = []
         self.offload = offload
-        self._limiter: Any = None  # a trio.CapacityLimiter(1), made on first offloaded call
+        self._worker: DatabaseThread | None = None  # the connection's own thread (offload mode)
 
     # -- plumbing ----------------------------------------------------------------------------
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write: its own `BEGIN IMMEDIATE` transaction inline, or a share of a group commit."""
         if not self.offload:
-            return fn(*args)
-        import trio
+            return self._write(fn)
+        return await self._thread().run(fn, write=True)
 
-        if self._limiter is None:
-            self._limiter = trio.CapacityLimiter(1)
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if not self.offload:
+            return fn(self._db)
+        return await self._thread().run(fn, write=False)
+
+    def _thread(self) -> DatabaseThread:
+        if self._worker is None:
+            self._worker = DatabaseThread(self._db)
+        return self._worker
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """One `BEGIN IMMEDIATE` transaction: the write lock is taken before anything is read."""
@@ -198,7 +206,7 @@ class SQLiteStore:
         if not self._pending:
             return
         batch, self._pending = self._pending, []  # taken on the loop thread, in order
-        await self._call(self._insert_events, batch)
+        await self._tx(lambda db: self._apply_events(db, batch))
 
     def flush_sync(self) -> None:
         batch, self._pending = self._pending, []
@@ -218,10 +226,7 @@ class SQLiteStore:
         )
 
     def _insert_events(self, batch: list[tuple[str, Event]]) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            self._apply_events(db, batch)
-
-        self._write(write)
+        self._write(lambda db: self._apply_events(db, batch))
 
     def _apply_events(self, db: sqlite3.Connection, batch: Iterable[tuple[str, Event]]) -> None:
         rows: list[_EventRow] = []
@@ -257,17 +262,20 @@ class SQLiteStore:
 
     async def events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
         await self.flush()
-        return await self._call(self._events_sync, execution_id, after_seq)
+        return await self._query(lambda db: self._events_sync(execution_id, after_seq))
 
     async def execution_ids(self) -> list[str]:
         await self.flush()
-        return await self._call(
-            lambda: [r[0] for r in self._db.execute("SELECT DISTINCT execution_id FROM events")]
+        return await self._query(
+            lambda db: [r[0] for r in db.execute("SELECT DISTINCT execution_id FROM events")]
         )
 
     async def aclose(self) -> None:
         await self.flush()
-        await self._call(self._db.close)
+        if self._worker is not None:
+            await self._worker.close()  # the thread closes the connection it owns
+        else:
+            self._db.close()
 
     # -- executions --------------------------------------------------------------------------
     async def create_execution(self, new: NewExecution) -> None:
@@ -282,7 +290,7 @@ class SQLiteStore:
                     self._event_row(new.execution_id, new.first_event),
                 )
 
-        await self._call(self._write, write)
+        await self._tx(write)
 
     def _get_sync(self, execution_id: str) -> ExecutionRow | None:
         r = self._db.execute(
@@ -292,7 +300,7 @@ class SQLiteStore:
 
     async def get_execution(self, execution_id: str) -> ExecutionRow | None:
         await self.flush()
-        return await self._call(self._get_sync, execution_id)
+        return await self._query(lambda db: self._get_sync(execution_id))
 
     def _list_sync(self, query: ExecutionQuery) -> Page:
         where: list[str] = []
@@ -321,7 +329,7 @@ class SQLiteStore:
 
     async def list_executions(self, query: ExecutionQuery) -> Page:
         await self.flush()
-        return await self._call(self._list_sync, query)
+        return await self._query(lambda db: self._list_sync(query))
 
     def _logs_sync(self, execution_id: str, offset: int, limit: int) -> list[LogLine]:
         rows = self._db.execute(
@@ -346,7 +354,7 @@ class SQLiteStore:
 
     async def logs(self, execution_id: str, offset: int = 0, limit: int = 1000) -> list[LogLine]:
         await self.flush()
-        return await self._call(self._logs_sync, execution_id, offset, limit)
+        return await self._query(lambda db: self._logs_sync(execution_id, offset, limit))
 
     async def transition(
         self, execution_id: str, allowed: Iterable[str], to: str, events: Iterable[Event] = ()
@@ -366,11 +374,10 @@ class SQLiteStore:
             self._apply_events(db, batch)
             return True
 
-        return await self._call(self._write, write)
+        return await self._tx(write)
 
     async def request_cancel(self, execution_id: str) -> None:
-        await self._call(
-            self._write,
+        await self._tx(
             lambda db: db.execute(
                 "UPDATE executions SET cancel_requested = 1 WHERE execution_id = ?", (execution_id,)
             ),
@@ -389,7 +396,7 @@ class SQLiteStore:
             )
             return {r[0] for r in rows}
 
-        return await self._call(read)
+        return await self._query(lambda db: read())
 
     # -- queue and agents --------------------------------------------------------------------
     async def claim(self, agent_id: str, *, now: float, lease_seconds: float = 30.0) -> Claim | None:
@@ -406,9 +413,10 @@ class SQLiteStore:
             if r is None:
                 return None
             row = _row(r)
-            return Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds)
+            history = tuple(self._events_sync(row.execution_id, 0))
+            return Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
 
-        return await self._call(self._write, write)
+        return await self._tx(write)
 
     async def heartbeat(self, agent_id: str, *, now: float, state: str, lease_seconds: float = 30.0) -> None:
         def write(db: sqlite3.Connection) -> None:
@@ -421,11 +429,10 @@ class SQLiteStore:
                 (now + lease_seconds, agent_id),
             )
 
-        await self._call(self._write, write)
+        await self._tx(write)
 
     async def register_agent(self, agent: AgentInfo) -> None:
-        await self._call(
-            self._write,
+        await self._tx(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -458,7 +465,7 @@ class SQLiteStore:
                 for r in rows
             ]
 
-        return await self._call(read)
+        return await self._query(lambda db: read())
 
     async def queue_depth(self) -> dict[str, int]:
         def read() -> dict[str, int]:
@@ -470,4 +477,4 @@ class SQLiteStore:
                 depth[str(Band.of(int(priority)))] += int(count)
             return depth
 
-        return await self._call(read)
+        return await self._query(lambda db: read())
