@@ -180,6 +180,7 @@ class Runner:
         self.main_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._nursery: trio.Nursery | None = None
+        self.unrestorable: dict[tuple[str, int | None], str] = {}
         for event in self.options.history:
             self._replay(event)
 
@@ -196,6 +197,11 @@ class Runner:
             entry.update(outputs=record.outputs, result=record.result)
             if record.undo is not None and not _holds_masked_secret(record.undo):
                 self.outcomes[(event.step, None)] = Outcome(result=record.result or {}, undo=record.undo)
+            elif record.undo is not None:
+                self.unrestorable[(event.step, None)] = (
+                    "the undo record holds a Kubernetes Secret, which the store keeps masked: "
+                    "restore it by hand (nothing was written)"
+                )
 
     # -- events ------------------------------------------------------------------------------
     def emit(
@@ -697,7 +703,7 @@ class Runner:
         key = (step.id, index)
         recorded = self.outcomes.get(key)
         if recorded is None:
-            return "the outcome to undo is not known to this agent"
+            return self.unrestorable.get(key, "the outcome to undo is not known to this agent")
         ctx = StepContext(
             execution_id=self.execution_id,
             step_id=step.id,

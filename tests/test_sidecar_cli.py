@@ -93,6 +93,33 @@ def test_local_history_and_manual_rollback_of_a_no_rollback_run(
     assert refused.returncode == 1 and "nothing to cancel" in refused.stderr
 
 
+def test_submit_into_a_local_store_queues_for_an_agent(
+    tmp_path: Path, env: dict[str, str], package: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'queue.db'}"
+    queued = wpk(
+        "submit",
+        str(package),
+        "-p",
+        f"dir={tmp_path}",
+        "--priority",
+        "70",
+        "--store",
+        store,
+        "--format",
+        "json",
+        env=env,
+    )
+    assert queued.returncode == 0, queued.stderr
+    eid = json.loads(queued.stdout)["execution_id"]
+    listed = json.loads(wpk("executions", "list", "--store", store, "--format", "json", env=env).stdout)
+    [entry] = listed["executions"]
+    assert (entry["execution_id"], entry["status"], entry["priority"]) == (eid, "pending", 70)
+    cancelled = wpk("executions", "cancel", eid, "--store", store, env=env)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    assert not (tmp_path / "made").exists()
+
+
 def test_a_completed_run_rolls_back_and_a_dry_run_does_not(
     tmp_path: Path, env: dict[str, str], package: Path
 ) -> None:

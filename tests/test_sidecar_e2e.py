@@ -323,3 +323,20 @@ def test_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
                            "memory:"], capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert done.returncode == 2
     assert "without a token" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_second_signal_cancels_running_executions_at_once(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--grace", "120", token=None)
+    with server.client() as client:
+        eid = _execute(client, SLOW, parameters={"dir": str(tmp_path), "seconds": 60})
+        wait_status(client, eid, {"running"})
+        while not (tmp_path / "pgid").exists():
+            time.sleep(0.05)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert server.stop(signal.SIGINT, timeout=30) == 0
+    assert time.monotonic() - started < 15  # not the 120 s grace
+    with sqlite3.connect(tmp_path / "wpk.db") as db:
+        (status,) = db.execute("SELECT status FROM executions WHERE execution_id = ?", (eid,)).fetchone()
+    assert status == "cancelled"
