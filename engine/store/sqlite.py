@@ -165,7 +165,9 @@ class SQLiteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
-        self._pending: list[tuple[str, Event]] = []
+        # (execution id, event, its row): serialised when appended, on the caller's thread, so the
+        # database thread spends its time in SQLite (which releases the GIL), not in json.dumps.
+        self._pending: list[tuple[str, Event, _EventRow]] = []
         self.offload = offload
         self._worker: DatabaseThread | None = None  # the connection's own thread (offload mode)
 
@@ -200,7 +202,7 @@ class SQLiteStore:
 
     # -- events ------------------------------------------------------------------------------
     def append(self, execution_id: str, event: Event) -> None:
-        self._pending.append((execution_id, event))
+        self._pending.append((execution_id, event, self._event_row(execution_id, event)))
 
     async def flush(self) -> None:
         if not self._pending:
@@ -225,12 +227,12 @@ class SQLiteStore:
             _dumps(event.data),
         )
 
-    def _insert_events(self, batch: list[tuple[str, Event]]) -> None:
+    def _insert_events(self, batch: list[tuple[str, Event, _EventRow]]) -> None:
         self._write(lambda db: self._apply_events(db, batch))
 
-    def _apply_events(self, db: sqlite3.Connection, batch: Iterable[tuple[str, Event]]) -> None:
+    def _apply_events(self, db: sqlite3.Connection, batch: Iterable[tuple[str, Event, _EventRow]]) -> None:
         rows: list[_EventRow] = []
-        for execution_id, event in batch:
+        for execution_id, event, row in batch:
             if event.type is EventType.EXECUTION_CREATED:
                 db.execute(_INSERT_ROW, _new_values(row_from_created(event)))
             status = status_after(event)
@@ -249,7 +251,7 @@ class SQLiteStore:
                     db.execute(
                         "UPDATE executions SET status = ? WHERE execution_id = ?", (status, execution_id)
                     )
-            rows.append(self._event_row(execution_id, event))
+            rows.append(row)
         db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _events_sync(self, execution_id: str, after_seq: int) -> list[Event]:
@@ -361,7 +363,7 @@ class SQLiteStore:
     ) -> bool:
         await self.flush()
         allowed = tuple(allowed)
-        batch = [(execution_id, e) for e in events]
+        batch = [(execution_id, e, self._event_row(execution_id, e)) for e in events]
 
         def write(db: sqlite3.Connection) -> bool:
             cur = db.execute(
