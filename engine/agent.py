@@ -129,15 +129,17 @@ class Agent:
         while not self._stopping:
             self._wake = trio.Event()
             while len(self.running) < self.config.capacity and not self._stopping:
-                claim = await self.store.claim(
-                    self.config.agent_id, now=time.time(), lease_seconds=self.config.lease_seconds
+                free = self.config.capacity - len(self.running)
+                claims = await self.store.claim_batch(
+                    self.config.agent_id, now=time.time(), limit=free, lease_seconds=self.config.lease_seconds
                 )
-                if claim is None:
+                for claim in claims:
+                    runner = await self._prepare(claim)
+                    if runner is not None:
+                        self.running[claim.row.execution_id] = runner
+                        runs.start_soon(self._run_one, claim, runner)
+                if len(claims) < free:
                     break
-                runner = await self._prepare(claim)
-                if runner is not None:
-                    self.running[claim.row.execution_id] = runner
-                    runs.start_soon(self._run_one, claim, runner)
             with trio.move_on_after(self.config.poll_seconds):
                 await self._wake.wait()
             if self.running:

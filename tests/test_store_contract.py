@@ -79,6 +79,17 @@ async def test_claims_go_by_priority_then_submission_order(store: ExecutionStore
     assert await store.queue_depth() == {"low": 0, "normal": 0, "high": 0}
 
 
+async def test_a_batch_claim_takes_the_same_order_in_one_go(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    ids = [await _submit(store, cache, p) for p in (10, 90, 50, 90, 10)]
+    first = await store.claim_batch("a1", now=time.time(), limit=3)
+    assert [c.row.execution_id for c in first] == [ids[1], ids[3], ids[2]]
+    assert all(c.history and c.history[0].type is EventType.EXECUTION_CREATED for c in first)
+    rest = await store.claim_batch("a1", now=time.time(), limit=10)
+    assert [c.row.execution_id for c in rest] == [ids[0], ids[4]]
+    assert await store.queue_depth() == {"low": 0, "normal": 0, "high": 0}
+
+
 async def test_status_follows_the_events_of_a_run(store: ExecutionStore) -> None:
     cache = WorkflowCache()
     eid = await _submit(store, cache, 50)

@@ -258,6 +258,12 @@ class ExecutionStore(EventStore, Protocol):
         self, agent_id: str, *, now: float, lease_seconds: float = LEASE_SECONDS
     ) -> Claim | None: ...
 
+    async def claim_batch(
+        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = LEASE_SECONDS
+    ) -> list[Claim]:
+        """Up to `limit` claims in one transaction, in claim order (an agent with free capacity)."""
+        ...
+
     async def heartbeat(
         self, agent_id: str, *, now: float, state: str, lease_seconds: float = LEASE_SECONDS
     ) -> None: ...

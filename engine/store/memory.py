@@ -153,21 +153,35 @@ class MemoryStore:
 
     # -- queue and agents --------------------------------------------------------------------
     async def claim(self, agent_id: str, *, now: float, lease_seconds: float = 30.0) -> Claim | None:
-        best: tuple[int, int, ExecutionRow] | None = None
-        for n, row in self._rows.values():
-            if row.status != "pending" or (row.not_before is not None and row.not_before > now):
-                continue
-            if best is None or (-row.priority, n) < (-best[2].priority, best[0]):
-                best = (n, row.priority, row)
-        if best is None:
-            return None
-        n, _, row = best
-        row = dataclasses.replace(
-            row, status="running", agent_id=agent_id, attempt=row.attempt + 1, lease_until=now + lease_seconds
+        claims = await self.claim_batch(agent_id, now=now, limit=1, lease_seconds=lease_seconds)
+        return claims[0] if claims else None
+
+    async def claim_batch(
+        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = 30.0
+    ) -> list[Claim]:
+        eligible = sorted(
+            (
+                (-row.priority, n, row)
+                for n, row in self._rows.values()
+                if row.status == "pending" and (row.not_before is None or row.not_before <= now)
+            ),
+            key=lambda t: (t[0], t[1]),
         )
-        self._rows[row.execution_id] = (n, row)
-        history = tuple(self._events.get(row.execution_id, ()))
-        return Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
+        claims = []
+        for _, n, row in eligible[:limit]:
+            row = dataclasses.replace(
+                row,
+                status="running",
+                agent_id=agent_id,
+                attempt=row.attempt + 1,
+                lease_until=now + lease_seconds,
+            )
+            self._rows[row.execution_id] = (n, row)
+            history = tuple(self._events.get(row.execution_id, ()))
+            claims.append(
+                Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
+            )
+        return claims
 
     async def heartbeat(self, agent_id: str, *, now: float, state: str, lease_seconds: float = 30.0) -> None:
         agent = self._agents.get(agent_id)

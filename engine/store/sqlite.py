@@ -402,21 +402,31 @@ class SQLiteStore:
 
     # -- queue and agents --------------------------------------------------------------------
     async def claim(self, agent_id: str, *, now: float, lease_seconds: float = 30.0) -> Claim | None:
+        claims = await self.claim_batch(agent_id, now=now, limit=1, lease_seconds=lease_seconds)
+        return claims[0] if claims else None
+
+    async def claim_batch(
+        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = 30.0
+    ) -> list[Claim]:
         await self.flush()
 
-        def write(db: sqlite3.Connection) -> Claim | None:
-            r = db.execute(
+        def write(db: sqlite3.Connection) -> list[Claim]:
+            found = db.execute(
                 "UPDATE executions SET status = 'running', agent_id = ?, attempt = attempt + 1,"
-                " lease_until = ? WHERE n = (SELECT n FROM executions WHERE status = 'pending'"
-                " AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, n LIMIT 1)"
-                f" RETURNING {_ROW_COLUMNS}",
-                (agent_id, now + lease_seconds, now),
-            ).fetchone()
-            if r is None:
-                return None
-            row = _row(r)
-            history = tuple(self._events_sync(row.execution_id, 0))
-            return Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
+                " lease_until = ? WHERE n IN (SELECT n FROM executions WHERE status = 'pending'"
+                " AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, n LIMIT ?)"
+                f" RETURNING n, {_ROW_COLUMNS}",
+                (agent_id, now + lease_seconds, now, limit),
+            ).fetchall()
+            found.sort(key=lambda r: (-int(r[5]), int(r[0])))  # RETURNING has no order: claim order
+            claims = []
+            for r in found:
+                row = _row(r[1:])
+                history = tuple(self._events_sync(row.execution_id, 0))
+                claims.append(
+                    Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
+                )
+            return claims
 
         return await self._tx(write)
 
