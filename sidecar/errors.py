@@ -45,6 +45,12 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class BodyTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
+        self.seconds = seconds
+
+
 def body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -58,6 +64,7 @@ Rule = tuple[type[BaseException], int, str, Callable[[Any], str], Callable[[Any]
 TABLE: tuple[Rule, ...] = (
     (BadJson, 400, "malformed_json", lambda e: e.message, lambda e: {}),
     (BodyTooLarge, 413, "body_too_large", str, lambda e: {"limit_bytes": e.limit}),
+    (BodyTimeout, 408, "request_timeout", str, lambda e: {"seconds": e.seconds}),
     (NotFound, 404, "not_found", str, lambda e: {"execution_id": e.execution_id}),
     (Conflict, 409, "conflict", lambda e: e.message, lambda e: {"status": e.status}),
     (PackageInvalid, 422, "invalid_package", lambda e: "the runbook is not valid", _diagnostics),

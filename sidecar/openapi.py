@@ -193,6 +193,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "malformed JSON, or a field or query parameter of the wrong shape",
         401: "missing or wrong bearer token",
+        408: "the request body did not arrive within 30 s",
         404: "no such execution",
         409: "the operation does not apply to the execution in its status",
         413: "request body over the limit",
@@ -298,7 +299,7 @@ def document(version: str = "0+unknown") -> dict[str, Any]:
                         },
                         "the verdict (an invalid runbook is a 200 with valid: false)",
                     ),
-                    **_errors(400, 401, 413),
+                    **_errors(400, 401, 408, 413),
                 },
             }
         },
@@ -326,7 +327,7 @@ def document(version: str = "0+unknown") -> dict[str, Any]:
                 ),
                 "responses": {
                     "202": {**_json(_ref("Accepted"), "queued as pending"), "links": _links()},
-                    **_errors(400, 401, 413, 422),
+                    **_errors(400, 401, 408, 413, 422),
                 },
             }
         },

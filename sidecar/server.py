@@ -29,8 +29,11 @@ from .app import create_app
 from .context import Sidecar
 from .metrics import Metrics, observer_for
 
-READ_TIMEOUT = 30  # seconds a client may take to send a request (hypercorn's default: forever)
-KEEP_ALIVE_TIMEOUT = 5
+# A client must send something every READ_TIMEOUT seconds (hypercorn's default: wait forever) and a
+# whole body within 30 s (limits.py). Idle keep-alive connections close after KEEP_ALIVE_TIMEOUT,
+# longer than httpx's 5 s pool expiry, so a client never reuses a connection as it is closed.
+READ_TIMEOUT = 10
+KEEP_ALIVE_TIMEOUT = 10
 GRACEFUL_TIMEOUT = 5  # open connections (e.g. a log follower) after the listener closes
 
 

@@ -131,3 +131,40 @@ def test_json_within_the_limits_is_accepted() -> None:
     deep = b'{"a": ' + b"[" * 62 + b"]" * 62 + b"}"
     assert jsonbody.parse_object(deep)["a"]
     assert jsonbody.parse_object(b'{"n": ' + b"9" * 40 + b', "x": 1.5, "s": "\\u00e9"}')["s"] == "é"
+
+
+async def test_a_body_dripped_too_slowly_is_408_and_a_finished_body_has_no_deadline() -> None:
+    from wpk.sidecar.limits import BodyLimit
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # reads the body, then waits
+        while True:
+            message = await receive()  # type: ignore[operator]
+            if not message.get("more_body"):
+                break
+        assert (await receive())["type"] == "http.disconnect"  # type: ignore[operator]
+
+    async def drip() -> dict:
+        await trio.sleep(0.3)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    from wpk.sidecar.errors import BodyTimeout
+
+    with pytest.raises(BodyTimeout):  # the error table answers it with 408
+        await BodyLimit(app, body_seconds=1.0)({"type": "http", "headers": []}, drip, send)  # type: ignore[arg-type]
+    messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def then_wait() -> dict:
+        if messages:
+            return messages.pop()
+        await trio.sleep(1.5)  # longer than the body deadline: not a timeout any more
+        return {"type": "http.disconnect"}
+
+    await BodyLimit(app, body_seconds=1.0)({"type": "http", "headers": []}, then_wait, send)  # type: ignore[arg-type]
+    from wpk.sidecar.errors import to_response
+
+    assert to_response(BodyTimeout(30)).status_code == 408

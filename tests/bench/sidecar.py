@@ -250,6 +250,7 @@ def main() -> None:
                 f"/validate 10 steps, each new (validated): p50 {ms(v['cold_p50'])}  p99 {ms(v['cold_p99'])}"
             )
         cpu0 = cpu_seconds(server.proc.pid)
+        client0 = cpu_seconds(os.getpid())
         e = trio.run(execute_phase, server.url, 200, 200)
         cpu1 = cpu_seconds(server.proc.pid)
         if check:
@@ -262,6 +263,7 @@ def main() -> None:
         n = 300 if args.quick else args.sustained
         s = trio.run(execute_phase, server.url, n, 32)
         cpu2 = cpu_seconds(server.proc.pid)
+        client2 = cpu_seconds(os.getpid())
         if check:
             check_store(tmp / "wpk.db", e["ids"] + s["ids"])  # type: ignore[operator]
         print(
@@ -274,9 +276,16 @@ def main() -> None:
             f"{per * 1000:.2f} ms in the sustained phase ({(cpu1 - cpu0) / 200 * 1000:.2f} ms in the burst)"
             f" -> at most {1 / per:.0f} executions/s on one core for the server"
         )
+        print(
+            "benchmark client CPU per execution (httpx, submit + polls): "
+            f"{(client2 - client0) / (n + 200) * 1000:.2f} ms"
+        )
         print(f"load average now: {os.getloadavg()[0]:.2f} (other work on this machine slows every figure)")
     finally:
         print(f"server exit code {server.stop()}")
+        problems = [line for line in server.lines if "rror" in line or "Traceback" in line]
+        if problems:
+            print("server log:", *server.lines[-40:], sep="\n")
 
 
 if __name__ == "__main__":
