@@ -15,6 +15,26 @@ import pytest
 from sidecar_server import Server, start_server, wait_status
 
 TOKEN = "test-token-0123456789"
+SECRET = "hunter2-secret-value"
+
+WITH_SECRET = """\
+apiVersion: wpk/v1
+kind: Runbook
+metadata: {name: secretive, version: 1.0.0}
+spec:
+  secrets: [api_key]
+  steps:
+    - id: use
+      uses: shell.run
+      with:
+        command: "echo using {{ secrets.api_key }}"
+      outputs: {said: "{{ result.stdout | trim }}"}
+      rollback: none
+    - id: fail
+      needs: [use]
+      uses: core.fail
+      with: {message: "bad key {{ secrets.api_key }}"}
+"""
 
 ECHO3 = """\
 apiVersion: wpk/v1
@@ -77,7 +97,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = start_server(tmp_path_factory.mktemp("serve"), token=TOKEN)
+    s = start_server(tmp_path_factory.mktemp("serve"), token=TOKEN, env={"WPK_SECRET_API_KEY": SECRET})
     yield s
     assert s.stop() == 0
 
@@ -272,6 +292,29 @@ def test_dry_run_returns_the_plan(client: httpx.Client, tmp_path: Path) -> None:
     assert plan["rollback"][0]["step"] == "make"
     assert not (tmp_path / "made").exists()  # nothing was done
     _error(client.post(f"/rollback/{eid}"), 409, "conflict")
+
+
+def test_secrets_never_reach_records_logs_or_the_server_log(server: Server, client: httpx.Client) -> None:
+    eid = _execute(client, WITH_SECRET)
+    record = wait_status(client, eid, {"failed", "completed"})
+    lines = client.get(f"/logs/{eid}").json()["lines"]
+    assert [line["line"] for line in lines] == ["using ***"]
+    assert record["steps"][0]["outputs"] == {"said": "using ***"} and "***" in record["error"]
+    listed = client.get("/executions", params={"workflow": "secretive"}).text
+    for text in (json.dumps(record), json.dumps(lines), listed, server.log):
+        assert SECRET not in text
+    missing = WITH_SECRET.replace("api_key", "other_key")
+    error = _error(client.post("/execute", json={"wpk_content": missing}), 422, "missing_secrets")
+    assert error["details"] == {"names": ["other_key"]}
+
+
+def test_init_lists_the_adapters_and_their_actions(client: httpx.Client) -> None:
+    inventory = client.post("/init").json()
+    assert inventory["store"] == {"kind": "sqlite", "ok": True, "error": None}
+    by_name = {a["name"]: a for a in inventory["adapters"]}
+    assert {"core", "shell", "api", "k8s"} <= set(by_name)
+    actions = {a["uses"]: a for a in by_name["core"]["actions"]}
+    assert actions["core.noop"]["read_only"] is True and "properties" in actions["core.echo"]["input_schema"]
 
 
 def test_priority_and_openapi(client: httpx.Client) -> None:

@@ -90,6 +90,20 @@ async def test_a_batch_claim_takes_the_same_order_in_one_go(store: ExecutionStor
     assert await store.queue_depth() == {"low": 0, "normal": 0, "high": 0}
 
 
+async def test_a_release_needs_the_current_fencing_token(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    first = await store.claim("a1", now=time.time())
+    assert first is not None and first.attempt == 1
+    assert not await store.release(eid, attempt=7)  # a stale or foreign token changes nothing
+    assert await store.release(eid, attempt=1)
+    row = await store.get_execution(eid)
+    assert row is not None and row.status == "pending" and row.agent_id is None
+    second = await store.claim("a2", now=time.time())
+    assert second is not None and second.attempt == 2 and second.row.agent_id == "a2"
+    assert not await store.release(eid, attempt=1)  # the first claim's token is stale now
+
+
 async def test_status_follows_the_events_of_a_run(store: ExecutionStore) -> None:
     cache = WorkflowCache()
     eid = await _submit(store, cache, 50)

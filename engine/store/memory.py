@@ -191,6 +191,17 @@ class MemoryStore:
             if row.agent_id == agent_id and row.status in ("running", "rolling_back"):
                 self._rows[execution_id] = (n, dataclasses.replace(row, lease_until=now + lease_seconds))
 
+    async def release(self, execution_id: str, attempt: int) -> bool:
+        found = self._rows.get(execution_id)
+        if found is None or found[1].attempt != attempt or found[1].status != "running":
+            return False
+        n, row = found
+        self._rows[execution_id] = (
+            n,
+            dataclasses.replace(row, status="pending", agent_id=None, lease_until=None),
+        )
+        return True
+
     async def register_agent(self, agent: AgentInfo) -> None:
         self._agents[agent.agent_id] = agent
 

@@ -443,6 +443,17 @@ class SQLiteStore:
 
         await self._tx(write)
 
+    async def release(self, execution_id: str, attempt: int) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE executions SET status = 'pending', agent_id = NULL, lease_until = NULL"
+                " WHERE execution_id = ? AND attempt = ? AND status = 'running'",
+                (execution_id, attempt),
+            )
+            return cur.rowcount == 1
+
+        return await self._tx(write)
+
     async def register_agent(self, agent: AgentInfo) -> None:
         await self._tx(
             lambda db: db.execute(
