@@ -29,14 +29,11 @@ async def logs(request: Request) -> Response:
                 "next_offset": offset + len(lines),
             }
         )
-    stream = ops.follow_logs(sc.store, execution_id, offset)
-    first = await anext(stream, None)  # NotFound is raised here, before the 200 is sent
+    if await sc.store.get_execution(execution_id) is None:
+        raise ops.NotFound(execution_id)  # before the 200 and its headers are sent
 
     async def ndjson() -> AsyncIterator[bytes]:
-        if first is None:
-            return
-        yield (json.dumps(first.as_dict()) + "\n").encode()
-        async for line in stream:
+        async for line in ops.follow_logs(sc.store, execution_id, offset):
             yield (json.dumps(line.as_dict()) + "\n").encode()
 
     return StreamingResponse(ndjson(), media_type="application/x-ndjson")
