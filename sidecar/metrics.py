@@ -139,7 +139,7 @@ class Metrics:
             self._cause[key] = "timeout"
         elif t is EventType.ROLLBACK_FINISHED and run.manual_rollback:
             self.manual_rollbacks.labels(self.workflow_label(run.workflow.name), str(d["status"])).inc()
-        elif t is EventType.EXECUTION_CLOSED:
+        elif t is EventType.EXECUTION_CLOSED and not run.manual_rollback:  # a run ends once
             self._closed(run, event)
 
     def _closed(self, run: RunContext, event: Event) -> None:
