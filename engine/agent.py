@@ -13,6 +13,7 @@ work; they slot into `_claim_loop`, `_heartbeat_loop` and `AgentConfig` without 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Agent:
         self._stopping = False
         self._stopped = trio.Event()
         self._idle = trio.Event()
+        # Seeds for each run's retry jitter: seeding a Random from the OS per run costs a syscall.
+        self._seeds = random.Random()
 
     # -- control -----------------------------------------------------------------------------
     def wake(self) -> None:
@@ -175,6 +178,7 @@ class Agent:
                 adapter_config=self.config.adapter_config,
                 on_event=on_event,
                 history=history,
+                seed=self._seeds.getrandbits(64),
             )
             return prepare_run(
                 workflow, row.params, store=self.store, options=options, environ=self.config.environ
