@@ -120,7 +120,10 @@ class Agent:
                 for runner in list(self.running.values()):
                     runner.cancel()  # past the grace period: cancel, rollback policy applies
             self.state = "stopped"
-            await self.store.heartbeat(self.config.agent_id, now=time.time(), state=self.state)
+            try:
+                await self.store.heartbeat(self.config.agent_id, now=time.time(), state=self.state)
+            except Exception as exc:
+                log.error("agent %s: could not record its stop: %s", self.config.agent_id, type(exc).__name__)
             nursery.cancel_scope.cancel()
 
     async def _until_idle(self) -> None:
@@ -131,33 +134,43 @@ class Agent:
     async def _claim_loop(self, runs: trio.Nursery) -> None:
         while not self._stopping:
             self._wake = trio.Event()
-            while len(self.running) < self.config.capacity and not self._stopping:
-                free = self.config.capacity - len(self.running)
-                claims = await self.store.claim_batch(
-                    self.config.agent_id, now=time.time(), limit=free, lease_seconds=self.config.lease_seconds
-                )
-                for claim in claims:
-                    runner = await self._prepare(claim)
-                    if runner is not None:
-                        self.running[claim.row.execution_id] = runner
-                        runs.start_soon(self._run_one, claim, runner)
-                if len(claims) < free:
-                    break
+            try:
+                await self._fill(runs)
+                if self.running:
+                    for execution_id in await self.store.cancel_requested(self.running):
+                        self.cancel(execution_id)
+            except Exception as exc:  # a store that fails now (locked, full) may work at the next poll
+                log.error("agent %s: the store failed: %s: %s", self.config.agent_id, type(exc).__name__, exc)
             with trio.move_on_after(self.config.poll_seconds):
                 await self._wake.wait()
-            if self.running:
-                for execution_id in await self.store.cancel_requested(self.running):
-                    self.cancel(execution_id)
+
+    async def _fill(self, runs: trio.Nursery) -> None:
+        """Claim up to the free capacity, in claim order, and start each claimed execution."""
+        while len(self.running) < self.config.capacity and not self._stopping:
+            free = self.config.capacity - len(self.running)
+            claims = await self.store.claim_batch(
+                self.config.agent_id, now=time.time(), limit=free, lease_seconds=self.config.lease_seconds
+            )
+            for claim in claims:
+                runner = await self._prepare(claim)
+                if runner is not None:
+                    self.running[claim.row.execution_id] = runner
+                    runs.start_soon(self._run_one, claim, runner)
+            if len(claims) < free:
+                return
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await trio.sleep(self.config.heartbeat_seconds)
-            await self.store.heartbeat(
-                self.config.agent_id,
-                now=time.time(),
-                state=self.state,
-                lease_seconds=self.config.lease_seconds,
-            )
+            try:
+                await self.store.heartbeat(
+                    self.config.agent_id,
+                    now=time.time(),
+                    state=self.state,
+                    lease_seconds=self.config.lease_seconds,
+                )
+            except Exception as exc:
+                log.error("agent %s: heartbeat failed: %s: %s", self.config.agent_id, type(exc).__name__, exc)
 
     async def _prepare(self, claim: Claim) -> Runner | None:
         """A runner for a claimed execution, or the execution failed with why it cannot run."""

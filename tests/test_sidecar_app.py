@@ -168,3 +168,17 @@ async def test_a_body_dripped_too_slowly_is_408_and_a_finished_body_has_no_deadl
     from wpk.sidecar.errors import to_response
 
     assert to_response(BodyTimeout(30)).status_code == 408
+
+
+async def test_the_agent_outlives_a_failing_store(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    agent = Agent(store, AgentConfig(agent_id="a", poll_seconds=0.05))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.run)
+        store._db.close()  # every call fails from now on
+        agent.wake()
+        await trio.sleep(0.3)
+        assert agent.state == "running"
+        agent.stop()
+    assert agent.state == "stopped"
+    assert "the store failed: ProgrammingError" in caplog.text

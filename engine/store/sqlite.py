@@ -1,14 +1,15 @@
 """The embedded default store: executions and their event logs in SQLite (stdlib `sqlite3`).
 
-WAL mode, `synchronous=NORMAL`, and one short `BEGIN IMMEDIATE` transaction per write: the
-runner flushes before every side effect, so the ledger says a step started before the step does
-anything (SECURITY.md rule 5). A claim is one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`, so
-several agent processes can share one file without handing an execution out twice.
+WAL mode, `synchronous=NORMAL` (a power loss may lose the last commits, never corrupt the file;
+SECURITY.md), and one short `BEGIN IMMEDIATE` transaction per write: the runner flushes before
+every side effect, so the ledger says a step started before the step does anything (SECURITY.md
+rule 5). A claim is one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`, so several agent
+processes can share one file without handing an execution out twice.
 
 Where the calls run: `wpk run` (one execution, nothing else on its loop) writes on the calling
-thread. Under the server (`offload=True`) every database call runs on a worker thread, one at a
-time (a `CapacityLimiter(1)` keeps the one connection's transactions whole), so a slow disk
-never stalls the trio loop that serves HTTP and runs steps.
+thread. Under the server (`offload=True`) one thread owns the connection and runs every call
+(`dbthread.py`, group commit), so a slow disk never stalls the trio loop that serves HTTP and
+runs steps.
 """
 
 from __future__ import annotations
