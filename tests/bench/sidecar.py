@@ -15,6 +15,7 @@ docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sqlite3
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -205,6 +207,85 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client: a load generator that costs far less CPU than httpx,
+    so that on a 2-core machine the server, not the client, is what is measured."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = b""
+
+    @classmethod
+    async def connect(cls, url: str) -> RawClient:
+        host, _, port = url.removeprefix("http://").partition(":")
+        return cls(await trio.open_tcp_stream(host, int(port)))
+
+    async def _more(self) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        self.buf += data
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        await self.stream.send_all(head + body)
+        while b"\r\n\r\n" not in self.buf:
+            await self._more()
+        header, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        status = int(header[9:12])
+        length = 0
+        for line in header.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(self.buf) < length:
+            await self._more()
+        answer, self.buf = self.buf[:length], self.buf[length:]
+        return status, answer
+
+
+async def raw_execute_phase(url: str, count: int, concurrency: int) -> dict[str, Any]:
+    body = json.dumps({"wpk_content": NOOP}).encode()
+    ids: list[str] = []
+    latencies: list[float] = []
+    pending = count
+    started = time.perf_counter()
+
+    async def submitter() -> None:
+        nonlocal pending
+        client = await RawClient.connect(url)
+        while pending > 0:
+            pending -= 1
+            t0 = time.perf_counter()
+            status, answer = await client.request("POST", "/execute", body)
+            latencies.append(time.perf_counter() - t0)
+            assert status == 202, answer
+            ids.append(json.loads(answer)["execution_id"])
+        await client.stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(submitter)
+    poller = await RawClient.connect(url)
+    while time.perf_counter() - started < 300:
+        _, answer = await poller.request("GET", "/executions?status=pending,running&limit=1")
+        if not json.loads(answer)["executions"]:
+            break
+        await trio.sleep(0.01)
+    await poller.stream.aclose()
+    elapsed = time.perf_counter() - started
+    return {
+        "ids": ids,
+        "total_s": elapsed,
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "per_s": count / elapsed,
+    }
+
+
 def check_store(db: Path, ids: list[str]) -> None:
     with sqlite3.connect(db) as conn:
         rows = dict(conn.execute("SELECT execution_id, status FROM executions"))
@@ -285,6 +366,19 @@ def main() -> None:
         print(
             "benchmark client CPU per execution (httpx, submit + polls): "
             f"{(client2 - client0) / (n + 200) * 1000:.2f} ms"
+        )
+        cpu3 = cpu_seconds(server.proc.pid)
+        client3 = cpu_seconds(os.getpid())
+        r = trio.run(raw_execute_phase, server.url, n, 32)
+        cpu4 = cpu_seconds(server.proc.pid)
+        client4 = cpu_seconds(os.getpid())
+        if check:
+            check_store(tmp / "wpk.db", e["ids"] + s["ids"] + r["ids"])  # type: ignore[operator]
+        print(
+            f"{n} no-op executions, 32 submitters, minimal HTTP client: completed in {r['total_s']:.2f} s = "
+            f"{r['per_s']:.0f} executions/s; /execute p50 {ms(r['p50'])} p99 {ms(r['p99'])}; "
+            f"CPU per execution: server {(cpu4 - cpu3) / n * 1000:.2f} ms, "
+            f"client {(client4 - client3) / n * 1000:.2f} ms"
         )
         print(f"load average now: {os.getloadavg()[0]:.2f} (other work on this machine slows every figure)")
     finally:
