@@ -48,6 +48,8 @@ def add_subcommands(sub: Any) -> None:
         p = cmds.add_parser(name, help=helptext)
         p.add_argument("execution_id")
         _target(p)
+        if name == "rollback":
+            p.add_argument("--config", help="agent configuration (YAML): adapter settings, local store only")
         p.set_defaults(func=func)
     p = cmds.add_parser("logs", help="log lines (from --offset); --follow until the execution ends")
     p.add_argument("execution_id")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sidecar_server import Server, start_server
+from sidecar_server import Server, start_server, wait_status
 
 TOKEN = "cli-token-abcdef"
 
@@ -210,3 +210,27 @@ def test_client_refusals_and_exit_codes(
     assert unknown.returncode == 1 and "no execution 'nope'" in unknown.stderr
     down = wpk("executions", "list", "--url", "http://127.0.0.1:9", env=env)
     assert down.returncode == 2 and "cannot reach" in down.stderr and "Traceback" not in down.stderr
+
+
+SLOW = """\
+apiVersion: wpk/v1
+kind: Runbook
+metadata: {name: slow, version: 1.0.0}
+spec:
+  steps:
+    - {id: wait, uses: core.sleep, with: {seconds: 60}}
+"""
+
+
+def test_a_local_cancel_reaches_the_server_sharing_the_store(tmp_path: Path, env: dict[str, str]) -> None:
+    server = start_server(tmp_path, token=None)
+    try:
+        with server.client() as client:
+            eid = client.post("/execute", json={"wpk_content": SLOW}).json()["execution_id"]
+            wait_status(client, eid, {"running"})
+            store = f"sqlite:///{tmp_path / 'wpk.db'}"
+            asked = wpk("executions", "cancel", eid, "--store", store, env=env)
+            assert asked.returncode == 0 and "asked to stop" in asked.stdout
+            assert wait_status(client, eid, {"cancelled"}, timeout=10)["status"] == "cancelled"
+    finally:
+        assert server.stop() == 0
