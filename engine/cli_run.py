@@ -116,15 +116,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     import trio
 
+    from .executions import local_execution
     from .runner import Runner, RunOptions
 
     progress = Progress(sys.stderr, workflow, enabled=args.format == "text" or sys.stderr.isatty())
+    # The execution is recorded with its runbook (so `wpk executions rollback` can undo it later)
+    # and already running (so an agent sharing the store never claims it).
+    created = local_execution(workflow, args.package, params, dry_run=args.dry_run,
+                              rollback=not getattr(args, "no_rollback", False))  # fmt: skip
     options = RunOptions(
         dry_run=args.dry_run,
         rollback=not getattr(args, "no_rollback", False),
         adapter_config=config.adapters,
         limits=config.limits,
         on_event=progress.on_event,
+        execution_id=created.execution_id,
+        history=[created.first_event] if created.first_event else [],
     )
     runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
     interrupted = False
@@ -145,6 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                         runner.cancel()
 
             nursery.start_soon(watch_signals)
+            await store.create_execution(created)
+            if created.first_event is not None:
+                progress.on_event(created.first_event)
             await runner.run()
             nursery.cancel_scope.cancel()
 

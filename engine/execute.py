@@ -8,10 +8,13 @@ pieces. Refusals before anything runs are raised as `PackageInvalid`, `ParamErro
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import trio
+
 from .diagnostics import Diagnostic
+from .events import Event, EventType
 from .model import Workflow, compile_workflow
 from .params import resolve_params
 from .runner import Runner, RunOptions
@@ -53,3 +56,52 @@ async def run_package(
     path: str | os.PathLike[str], params: Mapping[str, Any] | None = None, **kwargs: Any
 ) -> ExecutionState:
     return await run_workflow(load_package(path), params, **kwargs)
+
+
+def prepare_run(
+    workflow: Workflow,
+    params: Mapping[str, Any],
+    *,
+    store: EventStore,
+    options: RunOptions,
+    environ: Mapping[str, str] | None = None,
+) -> Runner:
+    """A runner for an execution whose parameters were resolved when it was submitted.
+
+    The caller (the agent loop) keeps the runner to cancel it; `await runner.run()` runs it.
+    """
+    secrets = resolve_secrets(workflow.secrets, environ)
+    return Runner(workflow, params=params, secrets=secrets, store=store, options=options)
+
+
+async def rollback_recorded(
+    workflow: Workflow,
+    history: list[Event],
+    *,
+    params: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    store: EventStore,
+    execution_id: str,
+    adapter_config: Mapping[str, Mapping[str, Any]] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> ExecutionState:
+    """Roll back a finished execution from its recorded events (manual rollback, DESIGN §5).
+
+    The same compensation code as an automatic rollback, fed from the store: completed steps in
+    reverse completion order, each with its `rollback:` body or its adapter's inverse from the
+    recorded undo record. A Secret's undo record is masked in the store, so restoring it fails
+    that compensation (reported, never written as `***`).
+    """
+    options = RunOptions(
+        execution_id=execution_id, history=history, adapter_config=adapter_config or {}, on_event=on_event
+    )
+    runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
+    try:
+        status = await runner.rollback()
+        error = runner.state.error
+        runner.emit(EventType.EXECUTION_CLOSED, status=str(status), **({"error": error} if error else {}))
+    finally:
+        with trio.CancelScope(shield=True):
+            await runner.adapters.aclose()
+            await store.flush()
+    return runner.state

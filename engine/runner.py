@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +80,9 @@ class RunOptions:
     on_event: Callable[[Event], None] | None = None
     seed: int | None = None
     limits: Limits | None = None  # None: the agent's configured limits (engine/limits.py)
+    # Events already recorded for this execution (its creation by a submission, or a past run
+    # to roll back by hand): replayed into the state before anything new is emitted.
+    history: Sequence[Event] = ()
 
 
 class AdapterPool:
@@ -198,6 +201,28 @@ class Runner:
         self._nursery: trio.Nursery | None = None
         self.budget = ExecutionBudget(self.options.limits)
         self.limit_error: str | None = None
+        self.unrestorable: dict[tuple[str, int | None], str] = {}
+        for event in self.options.history:
+            self._replay(event)
+
+    def _replay(self, event: Event) -> None:
+        """Rebuild what later decisions read from a recorded event (state, scope, undo records)."""
+        self.state.apply(event)
+        self.seq = event.seq
+        if event.step is None or event.item is not None or event.step not in self.step_scope:
+            return
+        record = self.state.steps[event.step]
+        entry = self.step_scope[event.step]
+        entry["status"] = str(record.status)
+        if event.type is EventType.STEP_COMPLETED:
+            entry.update(outputs=record.outputs, result=record.result)
+            if record.undo is not None and not _holds_masked_secret(record.undo):
+                self.outcomes[(event.step, None)] = Outcome(result=record.result or {}, undo=record.undo)
+            elif record.undo is not None:
+                self.unrestorable[(event.step, None)] = (
+                    "the undo record holds a Kubernetes Secret, which the store keeps masked: "
+                    "restore it by hand (nothing was written)"
+                )
 
     # -- events ------------------------------------------------------------------------------
     def emit(
@@ -243,22 +268,18 @@ class Runner:
             self.main_scope.cancel()
 
     async def run(self) -> ExecutionState:
-        wf = self.workflow
-        self.emit(
-            EventType.EXECUTION_CREATED,
-            execution_id=self.execution_id,
-            workflow_id=wf.workflow_id,
-            dry_run=self.dry_run,
-            priority=self.options.priority if self.options.priority is not None else wf.priority,
-            params=self.params,
-            steps=[s.id for s in wf.steps],
-        )
+        if self.seq == 0:  # a submission recorded the creation already
+            priority = self.options.priority
+            self.emit(
+                EventType.EXECUTION_CREATED,
+                **creation_data(self.workflow, self.execution_id, self.params, self.dry_run, priority),
+            )
         self.emit(EventType.EXECUTION_STARTED)
         try:
             status, error = await self._main_phase()
             planned = (
                 {"rollback_plan": [u.as_dict() for u in self.rollback_plan(dry_run=True)]}
-                if self.dry_run and wf.rollback_enabled
+                if self.dry_run and self.workflow.rollback_enabled
                 else {}
             )
             self.emit(EventType.EXECUTION_FINISHED, status=str(status), error=error, **planned)
@@ -1144,7 +1165,7 @@ class Runner:
         key = (step.id, index)
         recorded = self.outcomes.get(key)
         if recorded is None:
-            return "the outcome to undo is not known to this agent"
+            return self.unrestorable.get(key, "the outcome to undo is not known to this agent")
         ctx = StepContext(
             execution_id=self.execution_id,
             step_id=step.id,
@@ -1183,6 +1204,25 @@ class Runner:
         return status, error
 
 
+def creation_data(
+    workflow: Workflow, execution_id: str, params: Mapping[str, Any], dry_run: bool, priority: int | None
+) -> dict[str, Any]:
+    """The payload of an execution's first event, whoever records it (a run or a submission)."""
+    return {
+        "execution_id": execution_id,
+        "workflow_id": workflow.workflow_id,
+        "dry_run": dry_run,
+        "priority": workflow.priority if priority is None else priority,
+        "params": dict(params),
+        "steps": [s.id for s in workflow.steps],
+    }
+
+
+def _holds_masked_secret(undo: Any) -> bool:
+    """An undo record whose Secret values were masked for the store cannot restore them."""
+    return mask_secret_objects(undo) is not undo
+
+
 def _unknown_entry(unknown: Unknown | None, outcome: bool) -> dict[str, Any]:
     if unknown is None:
         return {}
@@ -1205,4 +1245,4 @@ def _plan_dict(plan: Plan | None, inputs: Any, unknown: dict[str, str] | None = 
     return out
 
 
-__all__ = ["AdapterPool", "RunOptions", "Runner"]
+__all__ = ["AdapterPool", "RunOptions", "Runner", "creation_data"]

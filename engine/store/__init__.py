@@ -1,25 +1,41 @@
-"""Event stores: where executions live. `open_store(url)` picks one from a URL."""
+"""Stores: where executions live. `open_store(url)` picks one from a URL."""
 
 from __future__ import annotations
 
-from .base import EventStore, UnknownStore
+from .base import (
+    AgentInfo,
+    Claim,
+    EventStore,
+    ExecutionQuery,
+    ExecutionRow,
+    ExecutionStore,
+    LogLine,
+    NewExecution,
+    Page,
+    StoreError,
+    UnknownStore,
+)
 from .memory import MemoryStore
 from .sqlite import SQLiteStore, default_path
 
 DEFAULT_STORE = "sqlite:"
 
 
-def open_store(url: str = DEFAULT_STORE) -> EventStore:
+def open_store(url: str = DEFAULT_STORE, *, offload: bool = False) -> ExecutionStore:
     """`memory:`, `sqlite:` (the default file), `sqlite:///abs/path.db`, or
-    `arangodb[s]://user@host:8529/db` (password from WPK_ARANGO_PASSWORD; DESIGN §6, §8)."""
+    `arangodb[s]://user@host:8529/db` (password from WPK_ARANGO_PASSWORD; DESIGN §6, §8).
+
+    `offload=True` (the server) runs blocking database calls on a worker thread, never on the
+    trio loop (the ArangoDB store always does).
+    """
     if url in ("memory:", "memory://"):
         return MemoryStore()
     if url in ("sqlite:", "sqlite://"):
-        return SQLiteStore(default_path())
+        return SQLiteStore(default_path(), offload=offload)
     if url.startswith("sqlite:///"):
-        return SQLiteStore("/" + url.removeprefix("sqlite:///").lstrip("/"))
+        return SQLiteStore("/" + url.removeprefix("sqlite:///").lstrip("/"), offload=offload)
     if url.startswith("sqlite://"):
-        return SQLiteStore(url.removeprefix("sqlite://"))
+        return SQLiteStore(url.removeprefix("sqlite://"), offload=offload)
     if url.startswith(("arangodb://", "arangodbs://")):
         from .arangodb import open_arango  # python-arango loads only when an ArangoDB store is used
 
@@ -30,4 +46,20 @@ def open_store(url: str = DEFAULT_STORE) -> EventStore:
     )
 
 
-__all__ = ["DEFAULT_STORE", "EventStore", "MemoryStore", "SQLiteStore", "UnknownStore", "open_store"]
+__all__ = [
+    "DEFAULT_STORE",
+    "AgentInfo",
+    "Claim",
+    "EventStore",
+    "ExecutionQuery",
+    "ExecutionRow",
+    "ExecutionStore",
+    "LogLine",
+    "MemoryStore",
+    "NewExecution",
+    "Page",
+    "SQLiteStore",
+    "StoreError",
+    "UnknownStore",
+    "open_store",
+]

@@ -1,9 +1,15 @@
-"""The embedded default store: an append-only event log in SQLite (stdlib `sqlite3`).
+"""The embedded default store: executions and their event logs in SQLite (stdlib `sqlite3`).
 
-WAL mode, `synchronous=NORMAL`, and one short transaction per `flush`: the runner flushes
-before every side effect, so the ledger says a step started before the step does anything
-(SECURITY.md rule 5). Writes are small and local, so they run on the calling thread; the queue,
-leases and agents of DESIGN §6 build on this table.
+WAL mode, `synchronous=NORMAL` (a power loss may lose the last commits, never corrupt the file;
+SECURITY.md), and one short `BEGIN IMMEDIATE` transaction per write: the runner flushes before
+every side effect, so the ledger says a step started before the step does anything (SECURITY.md
+rule 5). A claim is one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`, so several agent
+processes can share one file without handing an execution out twice.
+
+Where the calls run: `wpk run` (one execution, nothing else on its loop) writes on the calling
+thread. Under the server (`offload=True`) one thread owns the connection and runs every call
+(`dbthread.py`, group commit), so a slow disk never stalls the trio loop that serves HTTP and
+runs steps.
 """
 
 from __future__ import annotations
@@ -11,9 +17,27 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
-from ..events import Event
+from ..events import Event, EventType
+from .base import (
+    TERMINAL,
+    AgentInfo,
+    Band,
+    Claim,
+    ExecutionQuery,
+    ExecutionRow,
+    LogLine,
+    NewExecution,
+    Page,
+    row_from_created,
+    status_after,
+)
+from .dbthread import DatabaseThread
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -26,7 +50,53 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL,
     PRIMARY KEY (execution_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS executions (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    execution_id TEXT NOT NULL UNIQUE,
+    workflow_name TEXT NOT NULL,
+    workflow_version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    dry_run INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    not_before REAL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    package TEXT,
+    package_path TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL DEFAULT '{}',
+    rollback INTEGER NOT NULL DEFAULT 1,
+    agent_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS executions_queue ON executions (status, priority DESC, n);
+CREATE INDEX IF NOT EXISTS executions_workflow ON executions (workflow_name, n);
+CREATE INDEX IF NOT EXISTS executions_agent ON executions (agent_id, status);
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    state TEXT NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    started_at REAL NOT NULL,
+    adapters TEXT NOT NULL DEFAULT '[]'
+);
 """
+
+_ROW_COLUMNS = (
+    "execution_id, workflow_name, workflow_version, status, priority, dry_run, created_at, started_at,"
+    " finished_at, package, package_path, params, rollback, agent_id, attempt, lease_until,"
+    " cancel_requested, not_before, labels"
+)
+_INSERT_ROW = (
+    "INSERT OR IGNORE INTO executions (execution_id, workflow_name, workflow_version, status, priority,"
+    " dry_run, created_at, package, package_path, params, rollback, not_before, labels)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def default_path() -> Path:
@@ -35,8 +105,57 @@ def default_path() -> Path:
     return Path(base) / "wpk" / "wpk.db"
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, allow_nan=False, separators=(",", ":"))
+
+
+def _row(r: tuple[Any, ...]) -> ExecutionRow:
+    return ExecutionRow(
+        execution_id=r[0],
+        workflow_name=r[1],
+        workflow_version=r[2],
+        status=r[3],
+        priority=int(r[4]),
+        dry_run=bool(r[5]),
+        created_at=float(r[6]),
+        started_at=r[7],
+        finished_at=r[8],
+        package=r[9],
+        package_path=r[10],
+        params=json.loads(r[11]),
+        rollback=bool(r[12]),
+        agent_id=r[13],
+        attempt=int(r[14]),
+        lease_until=r[15],
+        cancel_requested=bool(r[16]),
+        not_before=r[17],
+        labels=json.loads(r[18]),
+    )
+
+
+def _new_values(new: NewExecution) -> tuple[Any, ...]:
+    return (
+        new.execution_id,
+        new.workflow_name,
+        new.workflow_version,
+        new.status,
+        new.priority,
+        int(new.dry_run),
+        new.created_at,
+        new.package,
+        new.package_path,
+        _dumps(dict(new.params)),
+        int(new.rollback),
+        new.not_before,
+        _dumps(dict(new.labels)),
+    )
+
+
+_EventRow = tuple[str, int, str, float, str | None, int | None, str]
+
+
 class SQLiteStore:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, offload: bool = False) -> None:
         self.path = Path(path)
         # The store holds undo records and step outputs: a directory of our own (0700, when we
         # create it) and a file only its owner reads (0600; SQLite gives -wal/-shm the same mode).
@@ -47,61 +166,339 @@ class SQLiteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
-        self._pending: list[tuple[str, int, str, float, str | None, int | None, str]] = []
+        # (execution id, event, its row): serialised when appended, on the caller's thread, so the
+        # database thread spends its time in SQLite (which releases the GIL), not in json.dumps.
+        self._pending: list[tuple[str, Event, _EventRow]] = []
+        self.offload = offload
+        self._worker: DatabaseThread | None = None  # the connection's own thread (offload mode)
 
+    # -- plumbing ----------------------------------------------------------------------------
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write: its own `BEGIN IMMEDIATE` transaction inline, or a share of a group commit."""
+        if not self.offload:
+            return self._write(fn)
+        return await self._thread().run(fn, write=True)
+
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if not self.offload:
+            return fn(self._db)
+        return await self._thread().run(fn, write=False)
+
+    def _thread(self) -> DatabaseThread:
+        if self._worker is None:
+            self._worker = DatabaseThread(self._db)
+        return self._worker
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One `BEGIN IMMEDIATE` transaction: the write lock is taken before anything is read."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return out
+
+    # -- events ------------------------------------------------------------------------------
     def append(self, execution_id: str, event: Event) -> None:
-        self._pending.append(
-            (
-                execution_id,
-                event.seq,
-                str(event.type),
-                event.time,
-                event.step,
-                event.item,
-                json.dumps(event.data, default=str, allow_nan=False),
-            )
-        )
+        self._pending.append((execution_id, event, self._event_row(execution_id, event)))
 
     async def flush(self) -> None:
-        self.flush_sync()
-
-    def flush_sync(self) -> None:
         if not self._pending:
             return
-        rows, self._pending = self._pending, []
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        batch, self._pending = self._pending, []  # taken on the loop thread, in order
+        await self._tx(lambda db: self._apply_events(db, batch))
 
-    async def events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
-        self.flush_sync()
+    def flush_sync(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            self._insert_events(batch)
+
+    @staticmethod
+    def _event_row(execution_id: str, event: Event) -> _EventRow:
+        return (
+            execution_id,
+            event.seq,
+            str(event.type),
+            event.time,
+            event.step,
+            event.item,
+            _dumps(event.data),
+        )
+
+    def _insert_events(self, batch: list[tuple[str, Event, _EventRow]]) -> None:
+        self._write(lambda db: self._apply_events(db, batch))
+
+    def _apply_events(self, db: sqlite3.Connection, batch: Iterable[tuple[str, Event, _EventRow]]) -> None:
+        rows: list[_EventRow] = []
+        for execution_id, event, row in batch:
+            if event.type is EventType.EXECUTION_CREATED:
+                db.execute(_INSERT_ROW, _new_values(row_from_created(event)))
+            status = status_after(event)
+            if status is not None:
+                if event.type is EventType.EXECUTION_STARTED:
+                    db.execute(
+                        "UPDATE executions SET status = ?, started_at = ? WHERE execution_id = ?",
+                        (status, event.time, execution_id),
+                    )
+                elif status in TERMINAL:
+                    db.execute(
+                        "UPDATE executions SET status = ?, finished_at = ? WHERE execution_id = ?",
+                        (status, event.time, execution_id),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE executions SET status = ? WHERE execution_id = ?", (status, execution_id)
+                    )
+            rows.append(row)
+        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _events_sync(self, execution_id: str, after_seq: int) -> list[Event]:
         rows = self._db.execute(
             "SELECT seq, type, time, step, item, data FROM events"
             " WHERE execution_id = ? AND seq > ? ORDER BY seq",
             (execution_id, after_seq),
         ).fetchall()
-        return [
-            Event.from_dict(
-                {
-                    "seq": r[0],
-                    "type": r[1],
-                    "time": r[2],
-                    "step": r[3],
-                    "item": r[4],
-                    "data": json.loads(r[5]),
-                }
-            )
-            for r in rows
-        ]
+        return [Event(int(r[0]), EventType(r[1]), float(r[2]), r[3], r[4], json.loads(r[5])) for r in rows]
+
+    async def events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
+        await self.flush()
+        return await self._query(lambda db: self._events_sync(execution_id, after_seq))
 
     async def execution_ids(self) -> list[str]:
-        self.flush_sync()
-        return [r[0] for r in self._db.execute("SELECT DISTINCT execution_id FROM events")]
+        await self.flush()
+        return await self._query(
+            lambda db: [r[0] for r in db.execute("SELECT DISTINCT execution_id FROM events")]
+        )
 
     async def aclose(self) -> None:
-        self.flush_sync()
-        self._db.close()
+        await self.flush()
+        if self._worker is not None:
+            await self._worker.close()  # the thread closes the connection it owns
+        else:
+            self._db.close()
+
+    # -- executions --------------------------------------------------------------------------
+    async def create_execution(self, new: NewExecution) -> None:
+        await self.flush()
+
+        def write(db: sqlite3.Connection) -> None:
+            cur = db.execute(_INSERT_ROW.replace("OR IGNORE ", ""), _new_values(new))
+            assert cur.rowcount == 1
+            if new.first_event is not None:
+                db.execute(
+                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    self._event_row(new.execution_id, new.first_event),
+                )
+
+        await self._tx(write)
+
+    def _get_sync(self, execution_id: str) -> ExecutionRow | None:
+        r = self._db.execute(
+            f"SELECT {_ROW_COLUMNS} FROM executions WHERE execution_id = ?", (execution_id,)
+        ).fetchone()
+        return None if r is None else _row(r)
+
+    async def get_execution(self, execution_id: str) -> ExecutionRow | None:
+        await self.flush()
+        return await self._query(lambda db: self._get_sync(execution_id))
+
+    def _list_sync(self, query: ExecutionQuery) -> Page:
+        where: list[str] = []
+        args: list[Any] = []
+        if query.cursor is not None:
+            where.append("n < ?")
+            args.append(query.cursor)
+        if query.statuses:
+            where.append(f"status IN ({', '.join('?' for _ in query.statuses)})")
+            args.extend(query.statuses)
+        if query.workflow:
+            where.append("(workflow_name = ? OR workflow_name || '-' || workflow_version = ?)")
+            args.extend((query.workflow, query.workflow))
+        if query.since is not None:
+            where.append("created_at >= ?")
+            args.append(query.since)
+        sql = f"SELECT n, {_ROW_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY n DESC LIMIT ?"
+        args.append(query.limit + 1)
+        found = self._db.execute(sql, args).fetchall()
+        more = len(found) > query.limit
+        found = found[: query.limit]
+        return Page([_row(r[1:]) for r in found], int(found[-1][0]) if more and found else None)
+
+    async def list_executions(self, query: ExecutionQuery) -> Page:
+        await self.flush()
+        return await self._query(lambda db: self._list_sync(query))
+
+    def _logs_sync(self, execution_id: str, offset: int, limit: int) -> list[LogLine]:
+        rows = self._db.execute(
+            "SELECT time, step, item, data FROM events WHERE execution_id = ? AND type = 'log'"
+            " ORDER BY seq LIMIT ? OFFSET ?",
+            (execution_id, limit, offset),
+        ).fetchall()
+        out = []
+        for i, (time, step, item, data) in enumerate(rows, start=offset):
+            d = json.loads(data)
+            out.append(
+                LogLine(
+                    offset=i,
+                    time=float(time),
+                    step=step,
+                    item=item,
+                    stream=str(d.get("stream", "")),
+                    line=str(d.get("line", "")),
+                )
+            )
+        return out
+
+    async def logs(self, execution_id: str, offset: int = 0, limit: int = 1000) -> list[LogLine]:
+        await self.flush()
+        return await self._query(lambda db: self._logs_sync(execution_id, offset, limit))
+
+    async def transition(
+        self, execution_id: str, allowed: Iterable[str], to: str, events: Iterable[Event] = ()
+    ) -> bool:
+        await self.flush()
+        allowed = tuple(allowed)
+        batch = [(execution_id, e, self._event_row(execution_id, e)) for e in events]
+
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                f"UPDATE executions SET status = ? WHERE execution_id = ?"
+                f" AND status IN ({', '.join('?' for _ in allowed)})",
+                (to, execution_id, *allowed),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._apply_events(db, batch)
+            return True
+
+        return await self._tx(write)
+
+    async def request_cancel(self, execution_id: str) -> None:
+        await self._tx(
+            lambda db: db.execute(
+                "UPDATE executions SET cancel_requested = 1 WHERE execution_id = ?", (execution_id,)
+            ),
+        )
+
+    async def cancel_requested(self, execution_ids: Iterable[str]) -> set[str]:
+        ids = list(execution_ids)
+        if not ids:
+            return set()
+
+        def read() -> set[str]:
+            rows = self._db.execute(
+                "SELECT execution_id FROM executions WHERE cancel_requested = 1"
+                f" AND execution_id IN ({', '.join('?' for _ in ids)})",
+                ids,
+            )
+            return {r[0] for r in rows}
+
+        return await self._query(lambda db: read())
+
+    # -- queue and agents --------------------------------------------------------------------
+    async def claim(self, agent_id: str, *, now: float, lease_seconds: float = 30.0) -> Claim | None:
+        claims = await self.claim_batch(agent_id, now=now, limit=1, lease_seconds=lease_seconds)
+        return claims[0] if claims else None
+
+    async def claim_batch(
+        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = 30.0
+    ) -> list[Claim]:
+        await self.flush()
+
+        def write(db: sqlite3.Connection) -> list[Claim]:
+            found = db.execute(
+                "UPDATE executions SET status = 'running', agent_id = ?, attempt = attempt + 1,"
+                " lease_until = ? WHERE n IN (SELECT n FROM executions WHERE status = 'pending'"
+                " AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, n LIMIT ?)"
+                f" RETURNING n, {_ROW_COLUMNS}",
+                (agent_id, now + lease_seconds, now, limit),
+            ).fetchall()
+            found.sort(key=lambda r: (-int(r[5]), int(r[0])))  # RETURNING has no order: claim order
+            claims = []
+            for r in found:
+                row = _row(r[1:])
+                history = tuple(self._events_sync(row.execution_id, 0))
+                claims.append(
+                    Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
+                )
+            return claims
+
+        return await self._tx(write)
+
+    async def heartbeat(self, agent_id: str, *, now: float, state: str, lease_seconds: float = 30.0) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE agents SET heartbeat_at = ?, state = ? WHERE agent_id = ?", (now, state, agent_id)
+            )
+            db.execute(
+                "UPDATE executions SET lease_until = ? WHERE agent_id = ?"
+                " AND status IN ('running', 'rolling_back')",
+                (now + lease_seconds, agent_id),
+            )
+
+        await self._tx(write)
+
+    async def release(self, execution_id: str, attempt: int) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE executions SET status = 'pending', agent_id = NULL, lease_until = NULL"
+                " WHERE execution_id = ? AND attempt = ? AND status = 'running'",
+                (execution_id, attempt),
+            )
+            return cur.rowcount == 1
+
+        return await self._tx(write)
+
+    async def register_agent(self, agent: AgentInfo) -> None:
+        await self._tx(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    agent.agent_id,
+                    _dumps(agent.labels),
+                    agent.capacity,
+                    agent.version,
+                    agent.state,
+                    agent.heartbeat_at,
+                    agent.started_at,
+                    _dumps(list(agent.adapters)),
+                ),
+            ),
+        )
+
+    async def list_agents(self) -> list[AgentInfo]:
+        def read() -> list[AgentInfo]:
+            rows = self._db.execute("SELECT * FROM agents ORDER BY agent_id").fetchall()
+            return [
+                AgentInfo(
+                    agent_id=r[0],
+                    labels=json.loads(r[1]),
+                    capacity=int(r[2]),
+                    version=r[3],
+                    state=r[4],
+                    heartbeat_at=float(r[5]),
+                    started_at=float(r[6]),
+                    adapters=tuple(json.loads(r[7])),
+                )
+                for r in rows
+            ]
+
+        return await self._query(lambda db: read())
+
+    async def queue_depth(self) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            depth = {str(b): 0 for b in Band}
+            rows = self._db.execute(
+                "SELECT priority, COUNT(*) FROM executions WHERE status = 'pending' GROUP BY priority"
+            )
+            for priority, count in rows:
+                depth[str(Band.of(int(priority)))] += int(count)
+            return depth
+
+        return await self._query(lambda db: read())

@@ -1,0 +1,233 @@
+"""The agent loop: claim pending executions from the store and run them, up to a capacity.
+
+It lives in the same trio loop as the sidecar's HTTP server (no second event loop, no thread per
+execution): one task claims, one task per running execution, one task heartbeats. The queue is
+the store (DESIGN §6): a submission anywhere wakes the claimer here, or the claimer finds it on
+its next poll. Stopping drains: nothing new is claimed, running executions get `grace` seconds
+to finish, then are cancelled (their rollback policy still applies, shielded).
+
+Leases, resume after a crash, pause/resume and placement come with the durable-store and agents
+work; they slot into `_claim_loop`, `_heartbeat_loop` and `AgentConfig` without a new shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .events import Event, EventType
+from .execute import PackageInvalid, prepare_run
+from .executions import WorkflowCache
+from .model import Workflow
+from .runner import Runner, RunOptions
+from .secrets import MissingSecrets
+from .store.base import LEASE_SECONDS, AgentInfo, Claim, ExecutionStore
+
+log = logging.getLogger("wpk.agent")
+
+# Called once per run with (workflow, execution id, dry_run); returns that run's event callback.
+Observer = Callable[[Workflow, str, bool], Callable[[Event], None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConfig:
+    agent_id: str
+    capacity: int = 8
+    labels: Mapping[str, str] = field(default_factory=dict)
+    adapter_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    poll_seconds: float = 1.0  # how often the queue is looked at without a wake-up
+    heartbeat_seconds: float = 10.0
+    lease_seconds: float = LEASE_SECONDS
+    version: str = "0+unknown"
+    environ: Mapping[str, str] | None = None  # where secrets come from (None: os.environ)
+
+
+class Agent:
+    def __init__(
+        self,
+        store: ExecutionStore,
+        config: AgentConfig,
+        *,
+        cache: WorkflowCache | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.cache = cache or WorkflowCache()
+        self.observer = observer
+        self.state = "created"
+        self.running: dict[str, Runner] = {}
+        self.started_at = time.time()
+        self._wake = trio.Event()
+        self._stopping = False
+        self._stopped = trio.Event()
+        self._idle = trio.Event()
+        # Seeds for each run's retry jitter: seeding a Random from the OS per run costs a syscall.
+        self._seeds = random.Random()
+
+    # -- control -----------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Something was submitted: look at the queue now rather than at the next poll."""
+        self._wake.set()
+
+    def cancel(self, execution_id: str) -> bool:
+        runner = self.running.get(execution_id)
+        if runner is None:
+            return False
+        runner.cancel()
+        return True
+
+    def stop(self) -> None:
+        """Claim nothing more; `run` returns once running executions are over (see `grace`)."""
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def active(self) -> int:
+        return len(self.running)
+
+    def info(self) -> AgentInfo:
+        now = time.time()
+        return AgentInfo(
+            agent_id=self.config.agent_id,
+            labels=dict(self.config.labels),
+            capacity=self.config.capacity,
+            version=self.config.version,
+            state=self.state,
+            heartbeat_at=now,
+            started_at=self.started_at,
+        )
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def run(self, *, grace: float = 30.0, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Register, claim and run until `stop()`; then drain within `grace` seconds."""
+        self.state = "running"
+        await self.store.register_agent(self.info())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._heartbeat_loop)
+            task_status.started()
+            async with trio.open_nursery() as runs:
+                await self._claim_loop(runs)
+                with trio.move_on_after(grace):
+                    while self.running:
+                        await self._until_idle()
+                for runner in list(self.running.values()):
+                    runner.cancel()  # past the grace period: cancel, rollback policy applies
+            self.state = "stopped"
+            try:
+                await self.store.heartbeat(self.config.agent_id, now=time.time(), state=self.state)
+            except Exception as exc:
+                log.error("agent %s: could not record its stop: %s", self.config.agent_id, type(exc).__name__)
+            nursery.cancel_scope.cancel()
+
+    async def _until_idle(self) -> None:
+        self._idle = trio.Event()
+        if self.running:
+            await self._idle.wait()
+
+    async def _claim_loop(self, runs: trio.Nursery) -> None:
+        while not self._stopping:
+            self._wake = trio.Event()
+            try:
+                await self._fill(runs)
+                if self.running:
+                    for execution_id in await self.store.cancel_requested(self.running):
+                        self.cancel(execution_id)
+            except Exception as exc:  # a store that fails now (locked, full) may work at the next poll
+                log.error("agent %s: the store failed: %s: %s", self.config.agent_id, type(exc).__name__, exc)
+            with trio.move_on_after(self.config.poll_seconds):
+                await self._wake.wait()
+
+    async def _fill(self, runs: trio.Nursery) -> None:
+        """Claim up to the free capacity, in claim order, and start each claimed execution."""
+        while len(self.running) < self.config.capacity and not self._stopping:
+            free = self.config.capacity - len(self.running)
+            claims = await self.store.claim_batch(
+                self.config.agent_id, now=time.time(), limit=free, lease_seconds=self.config.lease_seconds
+            )
+            for claim in claims:
+                runner = await self._prepare(claim)
+                if runner is not None:
+                    self.running[claim.row.execution_id] = runner
+                    runs.start_soon(self._run_one, claim, runner)
+            if len(claims) < free:
+                return
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.heartbeat_seconds)
+            try:
+                await self.store.heartbeat(
+                    self.config.agent_id,
+                    now=time.time(),
+                    state=self.state,
+                    lease_seconds=self.config.lease_seconds,
+                )
+            except Exception as exc:
+                log.error("agent %s: heartbeat failed: %s: %s", self.config.agent_id, type(exc).__name__, exc)
+
+    async def _prepare(self, claim: Claim) -> Runner | None:
+        """A runner for a claimed execution, or the execution failed with why it cannot run."""
+        row = claim.row
+        try:
+            if row.package is None:
+                raise PackageInvalid([])
+            workflow = self.cache.workflow(row.package, row.package_path)
+            history = list(claim.history) or await self.store.events(row.execution_id)
+            on_event = (
+                None if self.observer is None else self.observer(workflow, row.execution_id, row.dry_run)
+            )
+            options = RunOptions(
+                dry_run=row.dry_run,
+                rollback=row.rollback,
+                execution_id=row.execution_id,
+                priority=row.priority,
+                adapter_config=self.config.adapter_config,
+                on_event=on_event,
+                history=history,
+                seed=self._seeds.getrandbits(64),
+            )
+            return prepare_run(
+                workflow, row.params, store=self.store, options=options, environ=self.config.environ
+            )
+        except PackageInvalid as exc:
+            error = "the recorded runbook no longer validates: " + "; ".join(str(d) for d in exc.diagnostics)
+        except MissingSecrets as exc:
+            error = "secrets not set on agent " + f"{self.config.agent_id}: {', '.join(exc.names)}"
+        await self._fail_unstarted(row.execution_id, error)
+        return None
+
+    async def _fail_unstarted(self, execution_id: str, error: str) -> None:
+        events = await self.store.events(execution_id)
+        seq = events[-1].seq if events else 0
+        now = time.time()
+        for offset, (kind, data) in enumerate(
+            (
+                (EventType.EXECUTION_STARTED, {}),
+                (EventType.EXECUTION_FINISHED, {"status": "failed", "error": error}),
+                (EventType.EXECUTION_CLOSED, {"status": "failed", "error": error}),
+            ),
+            start=1,
+        ):
+            self.store.append(execution_id, Event(seq + offset, kind, now, data=data))
+        await self.store.flush()
+
+    async def _run_one(self, claim: Claim, runner: Runner) -> None:
+        execution_id = claim.row.execution_id
+        try:
+            if claim.row.cancel_requested:
+                runner.cancel()
+            await runner.run()
+        except Exception:  # a bug in wpk: log it here, keep the agent and the other runs alive
+            log.exception("execution %s: unexpected error in the runner", execution_id)
+        finally:
+            del self.running[execution_id]
+            self._wake.set()
+            if not self.running:
+                self._idle.set()

@@ -1,0 +1,16 @@
+"""One module per resource; `ROUTES` is the app's route table, assembled from data."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from . import executions, health, logs, metrics, openapi, packages
+
+ROUTES: list[Route] = [
+    *health.ROUTES,
+    *packages.ROUTES,
+    *executions.ROUTES,
+    *logs.ROUTES,
+    *metrics.ROUTES,
+    *openapi.ROUTES,
+]

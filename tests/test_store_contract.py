@@ -1,0 +1,234 @@
+"""The store contract, run against every store: memory, SQLite on the loop, SQLite offloaded.
+
+Executions are rows created with their first event; the row status follows the events; the
+queue hands out the highest priority first, FIFO within a priority, each execution once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from wpk.engine.events import Event, EventType
+from wpk.engine.execute import run_workflow
+from wpk.engine.executions import WorkflowCache, cancel, record, submit
+from wpk.engine.runner import RunOptions
+from wpk.engine.store import ExecutionQuery, MemoryStore, SQLiteStore
+from wpk.engine.store.base import AgentInfo, ExecutionStore
+
+RUNBOOK = """\
+apiVersion: wpk/v1
+kind: Runbook
+metadata: {name: noop, version: 1.0.0}
+spec:
+  params:
+    n: {type: integer, default: 1}
+  steps:
+    - id: a
+      uses: core.echo
+      with: {message: "n is {{ params.n }}"}
+"""
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite-offload"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ExecutionStore]:
+    s: ExecutionStore
+    if request.param == "memory":
+        s = MemoryStore()
+    else:
+        s = SQLiteStore(tmp_path / "wpk.db", offload=request.param == "sqlite-offload")
+    yield s
+    await s.aclose()
+
+
+async def _submit(store: ExecutionStore, cache: WorkflowCache, priority: int, n: int = 1) -> str:
+    return (await submit(store, cache, RUNBOOK, {"n": n}, priority=priority)).execution_id
+
+
+async def test_a_submission_is_a_pending_row_with_its_first_event(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 40, n=7)
+    row = await store.get_execution(eid)
+    assert row is not None and row.status == "pending" and row.priority == 40
+    assert row.params == {"n": 7} and row.package == RUNBOOK and row.workflow_id == "noop-1.0.0"
+    events = await store.events(eid)
+    assert [e.type for e in events] == [EventType.EXECUTION_CREATED]
+    rec = await record(store, cache, eid)
+    assert rec["status"] == "pending" and rec["priority"] == 40 and rec["steps"][0]["status"] == "pending"
+    assert await store.get_execution("nope") is None
+
+
+async def test_claims_go_by_priority_then_submission_order(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    low1 = await _submit(store, cache, 10)
+    high1 = await _submit(store, cache, 90)
+    low2 = await _submit(store, cache, 10)
+    high2 = await _submit(store, cache, 90)
+    mid = await _submit(store, cache, 50)
+    assert await store.queue_depth() == {"low": 2, "normal": 1, "high": 2}
+    order = []
+    while (claim := await store.claim("a1", now=time.time())) is not None:
+        order.append(claim.row.execution_id)
+        assert claim.attempt == 1 and claim.row.agent_id == "a1" and claim.row.status == "running"
+    assert order == [high1, high2, mid, low1, low2]
+    assert await store.queue_depth() == {"low": 0, "normal": 0, "high": 0}
+
+
+async def test_a_batch_claim_takes_the_same_order_in_one_go(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    ids = [await _submit(store, cache, p) for p in (10, 90, 50, 90, 10)]
+    first = await store.claim_batch("a1", now=time.time(), limit=3)
+    assert [c.row.execution_id for c in first] == [ids[1], ids[3], ids[2]]
+    assert all(c.history and c.history[0].type is EventType.EXECUTION_CREATED for c in first)
+    rest = await store.claim_batch("a1", now=time.time(), limit=10)
+    assert [c.row.execution_id for c in rest] == [ids[0], ids[4]]
+    assert await store.queue_depth() == {"low": 0, "normal": 0, "high": 0}
+
+
+async def test_a_release_needs_the_current_fencing_token(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    first = await store.claim("a1", now=time.time())
+    assert first is not None and first.attempt == 1
+    assert not await store.release(eid, attempt=7)  # a stale or foreign token changes nothing
+    assert await store.release(eid, attempt=1)
+    row = await store.get_execution(eid)
+    assert row is not None and row.status == "pending" and row.agent_id is None
+    second = await store.claim("a2", now=time.time())
+    assert second is not None and second.attempt == 2 and second.row.agent_id == "a2"
+    assert not await store.release(eid, attempt=1)  # the first claim's token is stale now
+
+
+async def test_status_follows_the_events_of_a_run(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    claim = await store.claim("a1", now=time.time())
+    assert claim is not None
+    history = await store.events(eid)
+    state = await run_workflow(
+        cache.workflow(RUNBOOK), {"n": 1}, store=store, options=RunOptions(execution_id=eid, history=history)
+    )
+    assert state.status == "completed"
+    row = await store.get_execution(eid)
+    assert row is not None and row.status == "completed" and row.started_at and row.finished_at
+    events = await store.events(eid)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # one log, no duplicate
+    assert sum(e.type is EventType.EXECUTION_CREATED for e in events) == 1
+
+
+async def test_a_bare_run_gets_a_row_from_its_creation_event(store: ExecutionStore) -> None:
+    state = await run_workflow(WorkflowCache().workflow(RUNBOOK), {}, store=store)
+    await store.flush()
+    row = await store.get_execution(state.execution_id)
+    assert row is not None and row.status == "completed" and row.package is None
+
+
+async def test_list_filters_and_pages(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    ids = [await _submit(store, cache, 50) for _ in range(5)]
+    before = time.time()
+    await trio.sleep(0.01)
+    later = await _submit(store, cache, 50)
+    assert await cancel(store, ids[0]) == "cancelled"
+    page = await store.list_executions(ExecutionQuery(limit=4))
+    assert [r.execution_id for r in page.rows] == [later, *reversed(ids[2:])]
+    assert page.next is not None
+    rest = await store.list_executions(ExecutionQuery(limit=4, cursor=page.next))
+    assert [r.execution_id for r in rest.rows] == [ids[1], ids[0]] and rest.next is None
+    cancelled = await store.list_executions(ExecutionQuery(statuses=("cancelled",)))
+    assert [r.execution_id for r in cancelled.rows] == [ids[0]]
+    recent = await store.list_executions(ExecutionQuery(since=before))
+    assert [r.execution_id for r in recent.rows] == [later]
+    by_id = await store.list_executions(ExecutionQuery(workflow="noop-1.0.0", limit=100))
+    assert len(by_id.rows) == 6
+    assert (await store.list_executions(ExecutionQuery(workflow="other"))).rows == []
+
+
+async def test_transition_is_compare_and_set_with_its_events(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    closing = [Event(2, EventType.EXECUTION_FINISHED, time.time(), data={"status": "cancelled"})]
+    assert await store.transition(eid, ("pending",), "cancelled", closing)
+    assert not await store.transition(eid, ("pending",), "cancelled", closing)  # no second time
+    assert [e.seq for e in await store.events(eid)] == [1, 2]
+    assert await store.claim("a1", now=time.time()) is None  # a cancelled one is never claimed
+
+
+async def test_logs_have_offsets(store: ExecutionStore) -> None:
+    for seq in range(1, 6):
+        store.append(
+            "x", Event(seq, EventType.LOG, float(seq), "s", None, {"stream": "stdout", "line": f"l{seq}"})
+        )
+    await store.flush()
+    lines = await store.logs("x", offset=2, limit=2)
+    assert [(line.offset, line.line) for line in lines] == [(2, "l3"), (3, "l4")]
+    assert [line.offset for line in await store.logs("x", offset=4)] == [4]
+
+
+async def test_cancel_requests_and_agents(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    assert await store.cancel_requested([eid]) == set()
+    await store.request_cancel(eid)
+    assert await store.cancel_requested([eid, "other"]) == {eid}
+    now = time.time()
+    await store.register_agent(
+        AgentInfo(
+            agent_id="a1",
+            labels={"zone": "x"},
+            capacity=2,
+            version="1",
+            state="running",
+            heartbeat_at=now,
+            started_at=now,
+        )
+    )
+    claim = await store.claim("a1", now=now, lease_seconds=5)
+    assert claim is not None and claim.lease_until == pytest.approx(now + 5)
+    await store.heartbeat("a1", now=now + 3, state="paused", lease_seconds=5)
+    agents = await store.list_agents()
+    assert [(a.agent_id, a.state, a.labels) for a in agents] == [("a1", "paused", {"zone": "x"})]
+    row = await store.get_execution(eid)
+    assert row is not None and row.lease_until == pytest.approx(now + 8)
+
+
+def test_two_connections_on_one_file_never_claim_the_same_execution(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    cache = WorkflowCache()
+
+    async def fill() -> None:
+        s = SQLiteStore(path)
+        for i in range(200):
+            await _submit(s, cache, i % 100)
+        await s.aclose()
+
+    trio.run(fill)
+    claimed: list[list[str]] = [[], []]
+
+    def worker(index: int) -> None:
+        async def go() -> None:
+            s = SQLiteStore(path)
+            while (claim := await s.claim(f"a{index}", now=time.time())) is not None:
+                claimed[index].append(claim.row.execution_id)
+            await s.aclose()
+
+        trio.run(go)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    both = claimed[0] + claimed[1]
+    assert len(both) == 200 and len(set(both)) == 200
+
+
+def test_the_store_file_is_private(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "new.db")
+    assert (tmp_path / "new.db").stat().st_mode & 0o777 == 0o600
+    trio.run(store.aclose)
