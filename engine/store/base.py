@@ -289,5 +289,14 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, full, corrupt): one clear line, no traceback."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or used at all: unreachable, refused credentials, a server error."""
+
+
+class StaleClaim(StoreError):
+    """A write carries a fencing token (attempt number) that is no longer the execution's claim:
+    another agent took the execution over after this one's lease ran out. The write is refused."""
+
+
 def decode_labels(raw: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (raw or {}).items()}
