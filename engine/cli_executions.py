@@ -405,7 +405,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         config = load_agent_config(getattr(args, "config", None))
     except ConfigError as exc:
-        raise Refused("the agent configuration is refused", EXIT_USAGE, [str(d) for d in exc.diagnostics]) from None
+        lines = [str(d) for d in exc.diagnostics]
+        raise Refused("the agent configuration is refused", EXIT_USAGE, lines) from None
     configure(config.limits)
     record = _backend(args).rollback(args.execution_id, config.adapters)
     if args.format == "json":
