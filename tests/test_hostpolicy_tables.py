@@ -1,0 +1,214 @@
+"""Every network of the host policy, at its edges, in every IPv6 spelling that carries IPv4.
+
+The table below is written out by hand from docs/security.md and the module docstring, not read
+from the module, so dropping or narrowing a range in the code turns a row red. Each range is
+checked at its first and last address and at the addresses just outside, under the default policy
+and with `allow_private: false`; each IPv4 row is checked again as IPv4-mapped (::ffff:a.b.c.d),
+NAT64 (64:ff9b::a.b.c.d and the local-use 64:ff9b:1::/48) and through `check_url`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from wpk.adapters.guards.hostpolicy import HostDenied, HostPolicy, check_url, denial_reason
+
+DEFAULT = HostPolicy()
+STRICT = HostPolicy(allow_private=False)
+
+ALWAYS = "always"  # denied under every policy without allow_networks
+PRIVATE = "private"  # denied only with allow_private: false
+OPEN = "open"  # allowed by both
+
+# (address, verdict, a fragment of the reason when denied)
+TABLE: list[tuple[str, str, str]] = [
+    # cloud metadata
+    ("169.254.169.254", ALWAYS, "metadata"),
+    ("100.100.100.200", ALWAYS, "metadata"),
+    ("100.100.100.199", PRIVATE, "shared address space"),
+    ("100.100.100.201", PRIVATE, "shared address space"),
+    ("fd00:ec2::254", ALWAYS, "metadata"),
+    ("fd00:ec2::253", PRIVATE, "unique local"),
+    # link-local 169.254.0.0/16
+    ("169.254.0.0", ALWAYS, "link-local"),
+    ("169.254.255.255", ALWAYS, "link-local"),
+    ("169.254.169.253", ALWAYS, "link-local"),
+    ("169.253.255.255", OPEN, ""),
+    ("169.255.0.0", OPEN, ""),
+    # link-local fe80::/10
+    ("fe80::", ALWAYS, "link-local"),
+    ("febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ALWAYS, "link-local"),
+    ("fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", OPEN, ""),
+    # this network 0.0.0.0/8
+    ("0.0.0.0", ALWAYS, "this network"),
+    ("0.255.255.255", ALWAYS, "this network"),
+    ("1.0.0.0", OPEN, ""),
+    # unspecified ::
+    ("::", ALWAYS, "unspecified"),
+    # multicast
+    ("224.0.0.0", ALWAYS, "multicast"),
+    ("239.255.255.255", ALWAYS, "multicast"),
+    ("223.255.255.255", OPEN, ""),
+    ("ff00::", ALWAYS, "multicast"),
+    ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ALWAYS, "multicast"),
+    ("feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", PRIVATE, "site-local"),
+    # reserved 240.0.0.0/4 and broadcast
+    ("240.0.0.0", ALWAYS, "reserved"),
+    ("255.255.255.255", ALWAYS, "reserved"),
+    # loopback
+    ("127.0.0.0", PRIVATE, "loopback"),
+    ("127.0.0.1", PRIVATE, "loopback"),
+    ("127.255.255.255", PRIVATE, "loopback"),
+    ("126.255.255.255", OPEN, ""),
+    ("128.0.0.0", OPEN, ""),
+    ("::1", PRIVATE, "loopback"),
+    ("::2", ALWAYS, "0.0.0.2"),  # IPv4-compatible form of an address in 0.0.0.0/8
+    # RFC 1918
+    ("10.0.0.0", PRIVATE, "10.0.0.0/8"),
+    ("10.255.255.255", PRIVATE, "10.0.0.0/8"),
+    ("9.255.255.255", OPEN, ""),
+    ("11.0.0.0", OPEN, ""),
+    ("172.16.0.0", PRIVATE, "172.16.0.0/12"),
+    ("172.31.255.255", PRIVATE, "172.16.0.0/12"),
+    ("172.15.255.255", OPEN, ""),
+    ("172.32.0.0", OPEN, ""),
+    ("192.168.0.0", PRIVATE, "192.168.0.0/16"),
+    ("192.168.255.255", PRIVATE, "192.168.0.0/16"),
+    ("192.167.255.255", OPEN, ""),
+    ("192.169.0.0", OPEN, ""),
+    # shared address space (carrier-grade NAT)
+    ("100.64.0.0", PRIVATE, "shared address space"),
+    ("100.127.255.255", PRIVATE, "shared address space"),
+    ("100.63.255.255", OPEN, ""),
+    ("100.128.0.0", OPEN, ""),
+    # benchmarking
+    ("198.18.0.0", PRIVATE, "benchmarking"),
+    ("198.19.255.255", PRIVATE, "benchmarking"),
+    ("198.17.255.255", OPEN, ""),
+    ("198.20.0.0", OPEN, ""),
+    # IETF protocol assignments
+    ("192.0.0.0", PRIVATE, "IETF"),
+    ("192.0.0.255", PRIVATE, "IETF"),
+    ("191.255.255.255", OPEN, ""),
+    ("192.0.1.0", OPEN, ""),
+    # unique local fc00::/7
+    ("fc00::", PRIVATE, "unique local"),
+    ("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", PRIVATE, "unique local"),
+    ("fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", OPEN, ""),
+    ("fe00::", OPEN, ""),
+    # site-local fec0::/10
+    ("fec0::", PRIVATE, "site-local"),
+    ("feff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", PRIVATE, "site-local"),
+    # ordinary public addresses
+    ("8.8.8.8", OPEN, ""),
+    ("93.184.216.34", OPEN, ""),
+    ("2606:4700:4700::1111", OPEN, ""),
+    ("2001:db8::1", OPEN, ""),
+]
+
+V4_ROWS = [row for row in TABLE if ipaddress.ip_address(row[0]).version == 4]
+
+
+def embeddings(v4: str) -> list[str]:
+    """The IPv6 spellings that carry an IPv4 address and must be judged as that address."""
+    n = int(ipaddress.IPv4Address(v4))
+    return [
+        f"::ffff:{v4}",  # IPv4-mapped
+        str(ipaddress.IPv6Address((0xFFFF << 32) | n)),  # the same, in hex groups
+        f"64:ff9b::{v4}",  # NAT64 well-known prefix
+        str(ipaddress.IPv6Address((0x0064FF9B0001 << 80) | n)),  # NAT64 local-use 64:ff9b:1::/48
+    ]
+
+
+def expect(address: str, verdict: str, fragment: str, policy: HostPolicy) -> None:
+    reason = denial_reason(address, policy)
+    denied = verdict == ALWAYS or (verdict == PRIVATE and not policy.allow_private)
+    if denied:
+        assert reason is not None, f"{address} must be denied"
+        assert fragment in reason, (address, reason)
+    else:
+        assert reason is None, f"{address} must be allowed, got {reason!r}"
+
+
+@pytest.mark.parametrize(("address", "verdict", "fragment"), TABLE)
+@pytest.mark.parametrize("policy", [DEFAULT, STRICT], ids=["default", "allow_private=false"])
+def test_each_network_at_its_edges(address: str, verdict: str, fragment: str, policy: HostPolicy) -> None:
+    expect(address, verdict, fragment, policy)
+
+
+@pytest.mark.parametrize(("address", "verdict", "fragment"), V4_ROWS)
+@pytest.mark.parametrize("policy", [DEFAULT, STRICT], ids=["default", "allow_private=false"])
+def test_ipv4_mapped_and_nat64_forms_are_judged_as_the_ipv4_address(
+    address: str, verdict: str, fragment: str, policy: HostPolicy
+) -> None:
+    for form in embeddings(address):
+        expect(form, verdict, fragment, policy)
+        reason = denial_reason(form, policy)
+        if reason is not None:
+            assert f"embeds the IPv4 address {address}" in reason
+
+
+@pytest.mark.parametrize(("address", "verdict", "fragment"), TABLE)
+@pytest.mark.parametrize("policy", [DEFAULT, STRICT], ids=["default", "allow_private=false"])
+def test_check_url_gives_the_same_verdict(
+    address: str, verdict: str, fragment: str, policy: HostPolicy
+) -> None:
+    host = address if ipaddress.ip_address(address).version == 4 else f"[{address}]"
+    url = f"http://{host}:8080/x"
+    denied = verdict == ALWAYS or (verdict == PRIVATE and not policy.allow_private)
+    if denied:
+        with pytest.raises(HostDenied) as info:
+            check_url(url, policy)
+        assert fragment in info.value.message and info.value.address is not None
+        assert ipaddress.ip_address(info.value.address) == ipaddress.ip_address(address)
+    else:
+        check_url(url, policy)
+
+
+@pytest.mark.parametrize(
+    ("address", "policy", "fragment"),
+    [
+        ("2002:6440:1::1", STRICT, "embeds the IPv4 address 100.64.0.1"),  # 6to4
+        ("2002:6440:1::1", DEFAULT, None),
+        ("2002:a9fe:a9fe::", DEFAULT, "embeds the IPv4 address 169.254.169.254"),
+        ("2002:808:808::1", STRICT, None),
+        # Teredo: server 10.0.0.1, client ~f7ff:ffff = 8.0.0.0
+        ("2001:0:a00:1::f7ff:ffff", STRICT, "embeds the IPv4 address 10.0.0.1"),
+        ("2001:0:a00:1::f7ff:ffff", DEFAULT, None),
+        # Teredo: server 8.8.8.8, client ~5601:56fe = 169.254.169.1
+        ("2001:0:808:808::5601:56fe", DEFAULT, "embeds the IPv4 address 169.254.169.1"),
+    ],
+)
+def test_6to4_and_teredo_carry_their_ipv4_addresses(
+    address: str, policy: HostPolicy, fragment: str | None
+) -> None:
+    reason = denial_reason(address, policy)
+    if fragment is None:
+        assert reason is None, reason
+    else:
+        assert reason is not None and fragment in reason, reason
+
+
+def test_allow_networks_lifts_exactly_its_range_and_deny_networks_wins() -> None:
+    policy = HostPolicy(
+        allow_private=False,
+        allow_networks=(ipaddress.ip_network("100.64.0.0/24"), ipaddress.ip_network("169.254.1.0/24")),
+        deny_networks=(ipaddress.ip_network("100.64.0.128/25"),),
+    )
+    assert denial_reason("100.64.0.0", policy) is None
+    assert denial_reason("100.64.0.127", policy) is None
+    assert "deny_networks" in (denial_reason("100.64.0.128", policy) or "")
+    assert "deny_networks" in (denial_reason("100.64.0.255", policy) or "")
+    assert "shared address space" in (denial_reason("100.64.1.0", policy) or "")
+    assert denial_reason("169.254.1.1", policy) is None
+    assert "link-local" in (denial_reason("169.254.2.1", policy) or "")
+    assert denial_reason("::ffff:100.64.0.1", policy) is None  # judged as the IPv4 address
+    assert "deny_networks" in (denial_reason("::ffff:100.64.0.200", policy) or "")
+    assert denial_reason("8.8.8.8", policy) is None
+
+
+def test_a_scoped_ipv6_address_is_judged_without_its_zone() -> None:
+    assert "link-local" in (denial_reason("fe80::1%eth0", DEFAULT) or "")
+    assert denial_reason("2606:4700:4700::1111%1", DEFAULT) is None
