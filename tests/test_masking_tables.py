@@ -212,7 +212,7 @@ def strings_in(tree: Any) -> Iterator[str]:
             yield from strings_in(value)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(secrets_and_tree())
 def test_no_secret_survives_masking(case: tuple[list[str], Any]) -> None:
     values, tree = case

@@ -97,7 +97,10 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def _without_package_inits(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     """A package's `__init__` re-exporting its own modules is not a cycle of design: drop the edge
     from a submodule to its own package (Python resolves it to the already-loading module)."""
-    return {name: {t for t in targets if not name.startswith(t + ".")} for name, targets in graph.items()}
+    return {
+        name: {t for t in targets if not name.startswith(t + ".")}
+        for name, targets in graph.items()
+    }
 
 
 def test_no_import_cycle_in_engine_adapters_or_sidecar() -> None:
