@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,14 @@ from recording_adapter import RecordingAdapter, reset
 from runbooks import run, workflow
 
 from wpk.adapters import registry
-from wpk.engine.secrets import MASK, Redactor, mask_secret_objects
+from wpk.engine.secrets import (
+    MASK,
+    MAX_SECRET_BYTES,
+    MissingSecrets,
+    Redactor,
+    mask_secret_objects,
+    resolve_secrets,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -234,3 +242,59 @@ def test_masking_is_idempotent_and_changes_nothing_else(values: list[str], data:
     once = redactor.redact(filler + values[0] + filler)
     assert once == filler + MASK + filler
     assert redactor.redact(once) == once
+
+
+# -- resolving the values --------------------------------------------------------------------
+
+
+def test_secrets_resolve_from_the_environment_then_the_secrets_dir(tmp_path: Path) -> None:
+    (tmp_path / "db").write_bytes(b"from-file\r\n")
+    (tmp_path / "both").write_text("file-loses")
+    environ = {
+        "WPK_SECRET_TOKEN": "from-env",
+        "WPK_SECRET_BOTH": "env-wins",
+        "WPK_SECRETS_DIR": str(tmp_path),
+    }
+    found = resolve_secrets(["token", "db", "both"], environ)
+    assert found == {"token": "from-env", "db": "from-file", "both": "env-wins"}
+
+
+def test_every_missing_secret_is_named_at_once(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "sub").mkdir()
+    environ = {"WPK_SECRET_BLANK": "", "WPK_SECRETS_DIR": str(tmp_path)}
+    with pytest.raises(MissingSecrets) as info:
+        resolve_secrets(["blank", "empty", "sub", "nowhere", "..", "."], environ)
+    assert info.value.names == ["blank", "empty", "sub", "nowhere", "..", "."]
+    assert str(info.value) == "blank, empty, sub, nowhere, .., ."
+
+
+def test_a_secret_name_cannot_walk_out_of_the_secrets_dir(tmp_path: Path) -> None:
+    inside = tmp_path / "dir"
+    inside.mkdir()
+    (tmp_path / "outside").write_text("not yours")
+    (inside / "a").mkdir()
+    (inside / "a" / "b").write_text("nested")
+    environ = {"WPK_SECRETS_DIR": str(inside)}
+    for name in ("../outside", "a/b"):
+        with pytest.raises(MissingSecrets):
+            resolve_secrets([name], environ)
+
+
+def test_without_a_secrets_dir_only_the_environment_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tok").write_text("in cwd")
+    with pytest.raises(MissingSecrets):
+        resolve_secrets(["tok"], {})
+    monkeypatch.setenv("WPK_SECRET_TOK", "process-env")
+    assert resolve_secrets(["tok"]) == {"tok": "process-env"}
+
+
+def test_a_secret_file_is_read_up_to_its_cap(tmp_path: Path) -> None:
+    (tmp_path / "big").write_bytes(b"x" * (MAX_SECRET_BYTES + 10) + b"\n")
+    (tmp_path / "odd").write_bytes(b"caf\xe9\n\n")
+    found = resolve_secrets(["big", "odd"], {"WPK_SECRETS_DIR": str(tmp_path)})
+    assert found["big"] == "x" * MAX_SECRET_BYTES
+    assert found["odd"] == "caf\ufffd"
