@@ -8,8 +8,9 @@
 # How: the working tree is copied (git-tracked and untracked files, not .git or .venv) to a
 # scratch folder (default /tmp/wpk-mutation, or $WPK_MUTATION_DIR), installed editable into a
 # throwaway venv there together with mutmut 2.5.1, and mutmut mutates each module *in place in
-# that copy* and runs a targeted test selection per mutant (pytest -x: a killed mutant costs
-# about a second). The project's own tree is never edited, so other work can go on meanwhile.
+# that copy* and runs a targeted test selection per mutant (pytest -x, through a fork server so
+# a mutant costs about a second). The project's own tree is never edited, so other work can go
+# on meanwhile.
 # mutmut 2.x (not 3.x) because 3.x runs tests from a `mutants/` copy of the sources, which the
 # setuptools package-dir mapping (engine/ -> wpk.engine) does not find; 2.x edits files in place.
 #
@@ -71,6 +72,16 @@ if [ ! -x "$VENV/bin/mutmut" ]; then
 fi
 "$VENV/bin/pip" install -q -e "$SRC[test]" 2>&1 | grep -v "WARNING: Location" || true
 
+# One fork server for the whole run (tests/mutation/zygote.py): pytest and the heavy libraries
+# are imported once; each mutant's tests run in a fresh fork that imports wpk from the mutated
+# files. That makes a mutant cost about a second instead of ten on a busy 2-core machine.
+SOCK="$DIR/zygote.sock"
+rm -f "$SOCK"
+(cd "$SRC" && exec "$VENV/bin/python" tests/mutation/zygote.py serve "$SOCK") &
+ZYGOTE=$!
+trap 'kill "$ZYGOTE" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.2; done
+
 REPORT="$DIR/report.txt"
 echo "mutation run $(date -u +%Y-%m-%dT%H:%MZ) on $(cd "$ROOT" && git rev-parse --short HEAD)" >>"$REPORT"
 cd "$SRC"
@@ -80,7 +91,7 @@ while IFS='|' read -r name module tests; do
   rm -f .mutmut-cache
   start=$(date +%s)
   # mutmut splits the runner with shlex, so a quoted -k expression in the selection works
-  runner="$VENV/bin/python -m pytest -x -q -p no:cacheprovider --no-header $tests"
+  runner="$VENV/bin/python -I -S $SRC/tests/mutation/zygote.py client $SOCK -x -q -p no:cacheprovider $tests"
   "$VENV/bin/mutmut" run --paths-to-mutate "$module" --runner "$runner" --tests-dir tests \
     --no-progress --simple-output >"$DIR/mutmut-$name.log" 2>&1 || true
   took=$(( $(date +%s) - start ))
