@@ -12,6 +12,7 @@ light `client` (stdlib only) is what mutmut calls. The exit code is pytest's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -26,10 +27,8 @@ def serve(path: str) -> None:
         "hypothesis", "trio", "trio.testing", "jinja2", "jinja2.sandbox",
         "httpx", "yaml", "jsonschema", "fastjsonschema", "regex", "starlette", "hypercorn",
     ):  # fmt: skip
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
