@@ -675,7 +675,7 @@ class Runner:
                 scope,
                 item_index=index,
                 compensating=True,
-                policy=body.retries or RetryPolicy(),
+                policy=body.retries or step.retries,
                 timeout=body.timeout or step.timeout,
             )
             return None if outcome.status is StepStatus.COMPLETED else outcome.error

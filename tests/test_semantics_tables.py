@@ -495,3 +495,28 @@ async def test_rollback_disabled_leaves_the_changes() -> None:
     runner, _ = await run(wf)
     assert undone() == []
     assert runner.state.status is ExecutionStatus.FAILED
+
+
+async def test_a_rollback_body_inherits_the_steps_timeout_and_retries(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # docs/format.md: "In a rollback body, `timeout` and `retries` default to the step's own."
+    wf = workflow("""
+        steps:
+          - id: a
+            uses: rec.write
+            retries: {attempts: 3, backoff: 1s}
+            timeout: 5s
+            rollback: {uses: rec.flaky, with: {label: undo-a, fail_times: 2}}
+          - id: b
+            uses: rec.write
+            needs: [a]
+            timeout: 5s
+            rollback: {uses: rec.slow, with: {seconds: 10}}
+          - {id: fail, uses: rec.boom, needs: [b], rollback: none}
+    """)
+    runner, _ = await run(wf)
+    assert str(runner.state.steps["b"].status) == "compensation_failed"  # the step's 5 s timeout
+    assert "timed out after 5s" in (runner.state.steps["b"].compensation_error or "")
+    assert str(runner.state.steps["a"].status) == "compensated"  # third attempt of the undo
+    assert [e[0] for e in JOURNAL.entries if e[1] == "undo-a"] == ["fail", "fail", "apply"]
