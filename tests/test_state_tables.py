@@ -15,6 +15,7 @@ import pytest
 
 from wpk.engine.events import Event, EventType
 from wpk.engine.state import (
+    FINISHED,
     ExecutionStatus,
     StepRecord,
     StepStatus,
@@ -327,3 +328,52 @@ def test_iso_times() -> None:
     assert iso(None) is None
     assert iso(0.0) == "1970-01-01T00:00:00Z"
     assert iso(1.5) == "1970-01-01T00:00:01.500000Z"
+
+
+def test_status_names_are_the_wire_format() -> None:
+    # These strings are what the API, `wpk run --format json` and the store carry.
+    assert [s.value for s in ExecutionStatus] == [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "rolling_back",
+        "rolled_back",
+        "rollback_failed",
+    ]
+    assert [s.value for s in StepStatus] == [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "skipped",
+        "cancelled",
+        "simulated",
+        "compensating",
+        "compensated",
+        "compensation_failed",
+    ]
+    assert set(StepStatus) - {S.PENDING, S.RUNNING, S.COMPENSATING} == FINISHED
+
+
+def test_an_item_seen_first_through_a_failed_attempt_starts_pending_and_empty() -> None:
+    log = created(Log(), ["w"]).add(E.STEP_STARTED, "w").add(E.ATTEMPT_FAILED, "w", 4, error="e")
+    item = (reduce(log.events).steps["w"].items or {})[4]
+    assert (item.index, item.status, item.attempts, item.outputs, item.result, item.error) == (
+        4,
+        S.PENDING,
+        0,
+        None,
+        None,
+        "e",
+    )
+    assert StepRecord("x").as_dict() == {
+        "id": "x",
+        "status": "pending",
+        "attempts": 0,
+        "started_at": None,
+        "finished_at": None,
+        "outputs": None,
+        "error": None,
+    }

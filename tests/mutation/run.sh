@@ -60,10 +60,13 @@ select_modules() {
 ROWS="$(select_modules "$@")"
 
 mkdir -p "$DIR"
+copy_tree() {  # the tree as it is now: tests added while a long run goes on count for later modules
+  rm -rf "$SRC"
+  mkdir -p "$SRC"
+  (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$SRC")
+}
 echo "== copying $ROOT to $SRC"
-rm -rf "$SRC"
-mkdir -p "$SRC"
-(cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$SRC")
+copy_tree
 
 if [ ! -x "$VENV/bin/mutmut" ]; then
   echo "== creating the throwaway venv $VENV (mutmut 2.5.1 + wpk[test])"
@@ -84,11 +87,11 @@ for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.2; done
 
 REPORT="$DIR/report.txt"
 echo "mutation run $(date -u +%Y-%m-%dT%H:%MZ) on $(cd "$ROOT" && git rev-parse --short HEAD)" >>"$REPORT"
-cd "$SRC"
 while IFS='|' read -r name module tests; do
   [ -n "$name" ] || continue
   echo "== $name: mutating $module against: $tests"
-  rm -f .mutmut-cache
+  copy_tree
+  cd "$SRC"
   start=$(date +%s)
   # mutmut splits the runner with shlex, so a quoted -k expression in the selection works
   runner="$VENV/bin/python -I -S $SRC/tests/mutation/zygote.py client $SOCK -x -q -p no:cacheprovider $tests"
