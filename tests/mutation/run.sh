@@ -29,7 +29,7 @@ PYTHON="${PYTHON:-python3}"
 MODULES=(
   "hostpolicy|adapters/guards/hostpolicy.py|tests/test_hostpolicy_tables.py tests/test_hostpolicy.py"
   "state|engine/state.py|tests/test_state_tables.py tests/test_semantics_tables.py tests/test_runner.py"
-  "conductor|engine/conductor.py|tests/test_semantics_tables.py tests/test_runner.py"
+  "conductor|engine/conductor.py|tests/test_conductor_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "secrets|engine/secrets.py|tests/test_masking_tables.py"
   "model|engine/model.py|tests/test_model_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py"
