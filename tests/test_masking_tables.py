@@ -115,6 +115,14 @@ SECRET_TABLE: list[tuple[Any, Any]] = [
      {"object": {"previous": secret(stringData={"x": MASK})}}),
     # not a Secret: left alone
     ({"kind": "ConfigMap", "data": {"k": "v"}}, {"kind": "ConfigMap", "data": {"k": "v"}}),
+    # a kind called Secret in another API group is not a Kubernetes Secret
+    ({"apiVersion": "example.com/v1", "kind": "Secret", "data": {"k": "v"}},
+     {"apiVersion": "example.com/v1", "kind": "Secret", "data": {"k": "v"}}),
+    # no data to mask
+    ({"kind": "Secret", "data": None, "stringData": "odd"},
+     {"kind": "Secret", "data": None, "stringData": "odd"}),
+    # a Secret nested in a list nested in a list
+    ([[secret(data={"k": "djE="})]], [[secret(data={"k": MASK})]]),
 ]  # fmt: skip
 
 
@@ -297,4 +305,5 @@ def test_a_secret_file_is_read_up_to_its_cap(tmp_path: Path) -> None:
     (tmp_path / "odd").write_bytes(b"caf\xe9\n\n")
     found = resolve_secrets(["big", "odd"], {"WPK_SECRETS_DIR": str(tmp_path)})
     assert found["big"] == "x" * MAX_SECRET_BYTES
+    assert MAX_SECRET_BYTES == 64 * 1024
     assert found["odd"] == "caf\ufffd"
