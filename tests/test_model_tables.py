@@ -258,3 +258,29 @@ def test_topological_order_refuses_a_cycle() -> None:
     with pytest.raises(ValueError, match="dependency cycle"):
         topological_order(looped)
     assert topological_order(wf.steps) == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("inputs", "templated"),
+    [
+        ('{message: "{{ params.x }}"}', True),
+        ('{message: {a: {b: ["x", "{{ params.x }}"]}}}', True),
+        ('{message: [1, ["{{ params.x }}"]]}', True),
+        ('{message: {a: [1, {b: "plain {x}"}], c: 2}}', False),
+        ('{message: "${#arr[@]} {x}"}', False),
+    ],
+)
+def test_a_call_is_templated_when_any_nested_value_is(inputs: str, templated: bool) -> None:
+    wf = workflow(f"""
+        params: {{x: {{type: string, default: v}}}}
+        steps:
+          - {{id: a, uses: core.echo, with: {inputs}, rollback: {{uses: core.echo, with: {inputs}}}}}
+    """)
+    step = wf.step("a")
+    assert step.call.templated is templated
+    assert step.rollback_body is not None and step.rollback_body.templated is templated
+
+
+def test_enum_values_are_the_runbook_words() -> None:
+    assert [k.value for k in StepKind] == ["main", "finally", "rollback"]
+    assert [m.value for m in RollbackMode] == ["auto", "none", "body"]

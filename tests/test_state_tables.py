@@ -245,7 +245,12 @@ def test_items_are_reduced_on_their_own_records() -> None:
         None,
     )
     assert (items[1].status, items[1].error) == (S.FAILED, "bad item")
-    assert (items[2].status, items[2].attempts) == (S.RUNNING, 1)
+    assert (items[2].status, items[2].attempts, items[2].error, items[2].outputs) == (
+        S.RUNNING,
+        1,
+        None,
+        None,
+    )
     assert items[3].status is S.SIMULATED
     assert [i["index"] for i in w.as_dict()["items"]] == [0, 1, 2, 3]
     assert w.as_dict()["items"][0] == {
