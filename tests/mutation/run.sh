@@ -25,7 +25,7 @@ SRC="$DIR/src"
 VENV="$DIR/venv"
 PYTHON="${PYTHON:-python3}"
 
-# short name | module | test selection (files, or files plus -k)
+# short name | module | test selection (files, or files plus -k) | optional line range to mutate
 MODULES=(
   "hostpolicy|adapters/guards/hostpolicy.py|tests/test_hostpolicy_tables.py tests/test_hostpolicy.py"
   "state|engine/state.py|tests/test_state_tables.py tests/test_semantics_tables.py tests/test_runner.py"
@@ -34,7 +34,8 @@ MODULES=(
   "model|engine/model.py|tests/test_model_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py"
   "expressions|engine/expressions.py|tests/test_expressions.py"
-  "process|adapters/shell/process.py|tests/test_shell_adapter.py -k 'group or kill or cancel or timeout or exit'"
+  # the process-kill code only: group scan, reaping, TERM-then-KILL (lines 238-392)
+  "process|adapters/shell/process.py|tests/test_shell_adapter.py -k 'group or kill or cancel or reaped or without_proc or normal_exit or leaves or many_steps or sigterm'|238-392"
 )
 
 select_modules() {
@@ -71,7 +72,7 @@ copy_tree
 if [ ! -x "$VENV/bin/mutmut" ]; then
   echo "== creating the throwaway venv $VENV (mutmut 2.5.1 + wpk[test])"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install -q "mutmut==2.5.1"
+  "$VENV/bin/pip" install -q "mutmut[patch]==2.5.1"
 fi
 "$VENV/bin/pip" install -q -e "$SRC[test]" 2>&1 | grep -v "WARNING: Location" || true
 
@@ -87,7 +88,7 @@ for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.2; done
 
 REPORT="$DIR/report.txt"
 echo "mutation run $(date -u +%Y-%m-%dT%H:%MZ) on $(cd "$ROOT" && git rev-parse --short HEAD)" >>"$REPORT"
-while IFS='|' read -r name module tests; do
+while IFS='|' read -r name module tests lines; do
   [ -n "$name" ] || continue
   echo "== $name: mutating $module against: $tests"
   copy_tree
@@ -95,8 +96,16 @@ while IFS='|' read -r name module tests; do
   start=$(date +%s)
   # mutmut splits the runner with shlex, so a quoted -k expression in the selection works
   runner="$VENV/bin/python -I -S $SRC/tests/mutation/zygote.py client $SOCK -x -q -p no:cacheprovider $tests"
+  only=()
+  if [ -n "${lines:-}" ]; then  # a patch that "adds" just these lines: mutmut mutates only them
+    first="${lines%-*}"
+    last="${lines#*-}"
+    sed "${first},${last}d" "$module" >"$DIR/without.py"
+    diff -u --label "$module" --label "$module" "$DIR/without.py" "$module" >"$DIR/only-$name.patch" || true
+    only=(--use-patch-file "$DIR/only-$name.patch")
+  fi
   "$VENV/bin/mutmut" run --paths-to-mutate "$module" --runner "$runner" --tests-dir tests \
-    --no-progress --simple-output >"$DIR/mutmut-$name.log" 2>&1 || true
+    --no-progress --simple-output "${only[@]}" >"$DIR/mutmut-$name.log" 2>&1 || true
   took=$(( $(date +%s) - start ))
   "$VENV/bin/python" - "$name" "$module" "$took" "$REPORT" <<'PY'
 import sqlite3, sys
