@@ -17,8 +17,8 @@ from wpk.engine.events import Event, EventType
 from wpk.engine.state import (
     FINISHED,
     ExecutionState,
-    ItemRecord,
     ExecutionStatus,
+    ItemRecord,
     StepRecord,
     StepStatus,
     TransitionError,
