@@ -218,3 +218,15 @@ def test_each_compensation_describes_itself() -> None:
         "cannot undo rec.oneway: no automatic inverse and no `rollback:` body"
     )
     assert [k.value for k in CompensationKind] == ["body", "inverse", "impossible"]
+
+
+def test_commands_and_compensations_are_immutable_values() -> None:
+    import dataclasses
+
+    values = [StartStep("a"), SkipStep("b", "why"), Compensation("c", CompensationKind.BODY, (1, 0))]
+    assert len(set(values + [StartStep("a")])) == 3  # hashable, equal by value
+    for value in values:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.step_id = "other"  # type: ignore[misc]
+        assert not hasattr(value, "__dict__")
+    assert not hasattr(Conductor(workflow(DIAMOND)), "__dict__")
