@@ -131,6 +131,21 @@ def test_kubernetes_secret_objects_are_masked_by_shape(tree: Any, masked: Any) -
     assert mask_secret_objects(tree) == masked
 
 
+@pytest.mark.parametrize(
+    "tree",
+    [
+        {"kind": "Deployment", "spec": {"template": {"spec": {"containers": [{"env": [{"name": "A"}]}]}}}},
+        {"kind": "ConfigMap", "data": {"k": "v"}},
+        [[{"a": [1, {"b": {}}]}], "x"],
+        "scalar",
+        None,
+    ],
+)
+def test_results_without_a_secret_object_are_not_copied(tree: Any) -> None:
+    # the common case costs nothing: the tree is passed through, not copied
+    assert mask_secret_objects(tree) is tree
+
+
 async def test_kubernetes_secret_data_and_string_data_never_reach_the_store() -> None:
     wf = workflow("""
         steps:
