@@ -236,3 +236,27 @@ def test_a_policy_from_configuration_with_every_key() -> None:
     )
     assert denial_reason("93.184.216.34", policy) == "it is in deny_networks 93.184.216.0/24"
     assert HostPolicy.from_config({}) == HostPolicy()
+
+
+def test_a_denial_names_the_host_and_the_address() -> None:
+    with pytest.raises(HostDenied) as info:
+        check_url("http://[::ffff:10.0.0.1]:80/", STRICT)
+    assert (info.value.host, info.value.address) == ("::ffff:10.0.0.1", "::ffff:a00:1")
+    with pytest.raises(HostDenied) as info:
+        check_url("http://10.0.0.1/", STRICT)
+    assert (info.value.host, info.value.address) == ("10.0.0.1", "10.0.0.1")
+    assert info.value.message == (
+        "refused to connect to 10.0.0.1: it is private (10.0.0.0/8) and allow_private is false; "
+        "the agent's host policy forbids it"
+    )
+
+
+def test_a_policy_is_an_immutable_keyword_only_value() -> None:
+    import dataclasses
+
+    assert {HostPolicy(), HostPolicy()} == {DEFAULT}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT.allow_private = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        HostPolicy(("a",))  # type: ignore[misc]
+    assert not hasattr(DEFAULT, "__dict__")
