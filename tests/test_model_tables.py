@@ -284,3 +284,31 @@ def test_a_call_is_templated_when_any_nested_value_is(inputs: str, templated: bo
 def test_enum_values_are_the_runbook_words() -> None:
     assert [k.value for k in StepKind] == ["main", "finally", "rollback"]
     assert [m.value for m in RollbackMode] == ["auto", "none", "body"]
+
+
+def test_defaults_of_the_model_classes() -> None:
+    from wpk.engine.model import ActionCall, Step
+
+    call = ActionCall(uses="core.noop", inputs={})
+    assert (call.timeout, call.retries, call.templated) == (None, None, True)
+    step = Step(id="x", kind=StepKind.MAIN, call=call)
+    assert (step.needs, step.when, step.for_each, step.concurrency, step.timeout) == (
+        (),
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (step.retries, step.continue_on_error, dict(step.outputs)) == (RetryPolicy(), False, {})
+    assert (step.rollback_mode, step.rollback_body, step.dry_run, step.idempotent) == (
+        RollbackMode.AUTO,
+        None,
+        None,
+        False,
+    )
+    assert (step.description, step.line) == ("", 0)
+    wf = workflow("""
+        steps:
+          - {id: a, uses: core.noop}
+    """)
+    assert wf.source == "t.yaml"
