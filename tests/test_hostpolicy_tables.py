@@ -13,7 +13,19 @@ import ipaddress
 
 import pytest
 
-from wpk.adapters.guards.hostpolicy import HostDenied, HostPolicy, check_url, denial_reason
+from wpk.adapters.guards.hostpolicy import (
+    HostDenied,
+    HostPolicy,
+    ResolveError,
+    check_address,
+    check_host,
+    check_url,
+    denial_reason,
+    inet_aton,
+    ip_literal,
+    looks_numeric,
+    resolve_checked,
+)
 
 DEFAULT = HostPolicy()
 STRICT = HostPolicy(allow_private=False)
@@ -260,3 +272,154 @@ def test_a_policy_is_an_immutable_keyword_only_value() -> None:
     with pytest.raises(TypeError):
         HostPolicy(("a",))  # type: ignore[misc]
     assert not hasattr(DEFAULT, "__dict__")
+
+
+# -- messages, spellings and the resolver ----------------------------------------------------
+
+LONG = "x" * 64 + ".com"
+
+REFUSALS: list[tuple[str, HostPolicy, str]] = [
+    ("http:///x", DEFAULT, "the URL has no host"),
+    ("ftp://x/", DEFAULT, "URL scheme 'ftp' is not allowed (only http and https)"),
+    ("http://[::1/", DEFAULT, "invalid URL: Invalid port: ':1'"),
+    (
+        "http://0x7f.1/",
+        DEFAULT,
+        "host '0x7f.1' is a non-canonical spelling of the address 127.0.0.1; such hosts are refused by "
+        "the agent's host policy (write the address in dotted-decimal form)",
+    ),
+    (
+        "http://bad.example.com/",
+        HostPolicy(deny_hosts=("bad.example.com",), allow_hosts=("*.example.com",)),
+        "host 'bad.example.com' matches deny_hosts entry 'bad.example.com'; "
+        "the agent's host policy forbids it",
+    ),
+    (
+        "http://other.org/",
+        HostPolicy(allow_hosts=("*.example.com",)),
+        "host 'other.org' is not in the agent's allow_hosts; the agent's host policy forbids it",
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "policy", "message"), REFUSALS)
+def test_refusal_messages(url: str, policy: HostPolicy, message: str) -> None:
+    with pytest.raises(HostDenied) as info:
+        check_url(url, policy)
+    assert info.value.message == message
+
+
+def test_https_and_http_are_the_schemes_allowed() -> None:
+    check_url("https://example.com/", DEFAULT)
+    check_url("http://example.com/", DEFAULT)
+
+
+def test_a_malformed_numeric_host_is_refused_by_name() -> None:
+    with pytest.raises(HostDenied) as info:
+        check_host("1.2.3.999999", DEFAULT)
+    assert (
+        info.value.message
+        == "host '1.2.3.999999' looks like a numeric address but is not a valid one; refused"
+    )
+
+
+def test_a_refusal_names_the_host_when_it_differs_from_the_address() -> None:
+    with pytest.raises(HostDenied) as info:
+        check_address("10.0.0.1", STRICT, host="db.internal")
+    assert info.value.message == (
+        "refused to connect to 10.0.0.1 (db.internal): it is private (10.0.0.0/8) and allow_private "
+        "is false; the agent's host policy forbids it"
+    )
+    assert (info.value.host, info.value.address) == ("db.internal", "10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"zeta": 1, "alpha": 2}, "unknown host policy key(s): alpha, zeta"),
+        ({"allow_private": "yes"}, "allow_private must be true or false"),
+        ({"deny_hosts": "x"}, "deny_hosts must be a list of non-empty strings"),
+        (
+            {"deny_networks": ["nope"]},
+            "deny_networks: 'nope' is not a network in CIDR form "
+            "('nope' does not appear to be an IPv4 or IPv6 network)",
+        ),
+    ],
+)
+def test_configuration_error_messages(config: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        HostPolicy.from_config(config)
+    assert str(info.value) == message
+
+
+def test_host_globs_are_normalised() -> None:
+    policy = HostPolicy.from_config({"deny_hosts": ["[::1]", "Bad..", "x.example.", "[half"]})
+    assert policy.deny_hosts == ("::1", "bad..", "x.example", "[half")
+
+
+@pytest.mark.parametrize(
+    ("host", "literal"),
+    [
+        ("[::1]", "::1"),
+        ("::1", "::1"),
+        ("[::1", None),
+        ("::1]", None),
+        ("[10.0.0.1]", "10.0.0.1"),
+        ("10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_ip_literals_in_and_out_of_brackets(host: str, literal: str | None) -> None:
+    found = ip_literal(host)
+    assert (None if found is None else str(found)) == literal
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("[::1]", "::1"), ("[::ffff:127.0.0.1]", "::ffff:7f00:1"), ("[FE80::1]", "fe80::1")],
+)
+def test_bracketed_hosts_are_checked_as_their_address(host: str, address: str) -> None:
+    with pytest.raises(HostDenied) as info:
+        check_host(host, STRICT)
+    assert info.value.address is not None
+    assert ipaddress.ip_address(info.value.address) == ipaddress.ip_address(address)
+
+
+@pytest.mark.parametrize(
+    ("host", "meaning"),
+    [
+        ("0x", "0.0.0.0"),
+        ("0X10", "0.0.0.16"),
+        ("0x1X", None),
+        ("1.2.3.4.0", None),  # five parts
+        ("1.256.0.1", None),  # a part over 255
+        ("1.255.0.1", "1.255.0.1"),
+        ("\u0661\u0662\u0667.0.0.1", None),  # non-ASCII digits are not numbers to the resolver
+        ("08.0.0.1", None),  # not octal
+        ("0", "0.0.0.0"),
+    ],
+)
+def test_inet_aton_edges(host: str, meaning: str | None) -> None:
+    found = inet_aton(host)
+    assert (None if found is None else str(found)) == meaning
+
+
+def test_numeric_looking_names() -> None:
+    assert looks_numeric("host.123.") and looks_numeric("a.b.0x1f")
+    assert not looks_numeric("example.\u0661\u0662") and not looks_numeric("example.com.")
+
+
+async def test_resolve_checked_resolves_once_and_checks_every_address() -> None:
+    assert await resolve_checked("localhost", 80, DEFAULT) in (
+        ["127.0.0.1"],
+        ["127.0.0.1", "::1"],
+        ["::1", "127.0.0.1"],
+    )
+    assert await resolve_checked("::ffff:127.0.0.1", 80, DEFAULT) == ["::ffff:7f00:1"]  # a literal: no lookup
+    assert await resolve_checked("[::1]", 80, DEFAULT) == ["::1"]
+    with pytest.raises(HostDenied) as info:
+        await resolve_checked("localhost", 80, STRICT)
+    assert info.value.message.startswith("refused to connect to ")
+    assert "(localhost): it is loopback" in info.value.message
+    with pytest.raises(ResolveError) as failed:
+        await resolve_checked(LONG, 80, DEFAULT)
+    assert str(failed.value).startswith(f"cannot resolve host {LONG!r}: ")
