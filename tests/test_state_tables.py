@@ -433,3 +433,15 @@ def test_a_fresh_record_and_its_defaults() -> None:
     # slots: a 10,000-step execution holds 10,000 records
     for record in (state, step, ItemRecord(0)):
         assert not hasattr(record, "__dict__")
+
+
+def test_counters_count_and_defaults_of_a_bare_completion() -> None:
+    log = created(Log(), ["a", "b"]).add(E.EXECUTION_STARTED)
+    log.add(E.STEP_STARTED, "a").add(E.ATTEMPT_STARTED, "a").add(E.ATTEMPT_STARTED, "a")
+    log.add(E.LOG, "a", line="1").add(E.LOG, "a", line="2").add(E.LOG, "a", line="3")
+    log.add(E.STEP_COMPLETED, "a").add(E.STEP_STARTED, "b").add(E.STEP_COMPLETED, "b")
+    log.add(E.EXECUTION_FINISHED, status="completed")
+    state = reduce(log.events)
+    assert (state.steps["a"].attempts, state.logs, state.completed_count) == (2, 3, 2)
+    assert state.steps["a"].read_only is False  # not said: a write
+    assert (state.status, state.finished_at, state.closed) == (ExecutionStatus.COMPLETED, 130.0, False)
