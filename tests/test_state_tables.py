@@ -444,4 +444,4 @@ def test_counters_count_and_defaults_of_a_bare_completion() -> None:
     state = reduce(log.events)
     assert (state.steps["a"].attempts, state.logs, state.completed_count) == (2, 3, 2)
     assert state.steps["a"].read_only is False  # not said: a write
-    assert (state.status, state.finished_at, state.closed) == (ExecutionStatus.COMPLETED, 130.0, False)
+    assert (state.status, state.finished_at, state.closed) == (ExecutionStatus.COMPLETED, 120.0, False)
