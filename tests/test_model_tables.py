@@ -45,8 +45,9 @@ def test_durations(text: Any, seconds: float) -> None:
     "text", ["1.5m", "5 minutes", "1d", "-5s", "", "ms", "s", "m5", True, False, None, "5sm"]
 )
 def test_bad_durations(text: Any) -> None:
-    with pytest.raises(ValueError, match="not a duration"):
+    with pytest.raises(ValueError) as info:
         parse_duration(text)
+    assert str(info.value) == f"not a duration: {text!r}"
 
 
 class Ceiling:
@@ -255,8 +256,9 @@ def test_topological_order_refuses_a_cycle() -> None:
     from dataclasses import replace
 
     looped = (replace(wf.step("a"), needs=("b",)), wf.step("b"))
-    with pytest.raises(ValueError, match="dependency cycle"):
+    with pytest.raises(ValueError) as info:
         topological_order(looped)
+    assert str(info.value) == "dependency cycle"
     assert topological_order(wf.steps) == ("a", "b")
 
 
@@ -312,3 +314,55 @@ def test_defaults_of_the_model_classes() -> None:
           - {id: a, uses: core.noop}
     """)
     assert wf.source == "t.yaml"
+
+
+def test_model_objects_are_immutable_keyword_only_values() -> None:
+    import dataclasses
+
+    from wpk.engine.model import ActionCall, Step, Workflow
+
+    wf = workflow("""
+        steps:
+          - {id: a, uses: core.noop}
+    """)
+    call = ActionCall(uses="core.noop", inputs={})
+    objects = [
+        (RetryPolicy(), "attempts"),
+        (call, "uses"),
+        (Step(id="x", kind=StepKind.MAIN, call=call), "id"),
+        (wf, "name"),
+    ]
+    for obj, name in objects:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, name, "y")
+        assert not hasattr(obj, "__dict__")
+    assert len({RetryPolicy(), RetryPolicy(attempts=1)}) == 1
+    with pytest.raises(TypeError):
+        RetryPolicy(3)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ActionCall("core.noop", {})  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Step("x", StepKind.MAIN, call)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Workflow("t", "1.0.0")  # type: ignore[misc]
+    assert {f.name: f.default for f in dataclasses.fields(Workflow)}["source"] == ""
+
+
+def test_every_template_is_parsed_when_the_workflow_is_compiled() -> None:
+    from wpk.engine import compile_workflow
+    from wpk.engine.expressions import compile_template
+    from wpk.engine.validate import validate_text
+
+    text = (
+        "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: t, version: 1.0.0}\nspec:\n"
+        "  params: {x: {type: string, default: a}}\n  steps:\n"
+        "    - id: a\n      uses: core.echo\n"
+        "      with: {message: {k: ['{{ params.x ~ \"m1\" }}']}}\n"
+        "      when: '{{ params.x ~ \"m2\" }}'\n"
+        "      rollback: {uses: core.echo, with: {message: '{{ params.x ~ \"m3\" }}'}}\n"
+    )
+    doc = validate_text(text, "t.yaml").doc
+    assert doc is not None
+    compile_template.cache_clear()
+    compile_workflow(doc)
+    assert compile_template.cache_info().currsize == 3  # parsed now, never during a run
