@@ -366,3 +366,25 @@ def test_every_template_is_parsed_when_the_workflow_is_compiled() -> None:
     compile_template.cache_clear()
     compile_workflow(doc)
     assert compile_template.cache_info().currsize == 3  # parsed now, never during a run
+
+
+def test_line_numbers_and_description_of_every_kind_of_step() -> None:
+    from wpk.engine import compile_workflow
+    from wpk.engine.validate import validate_text
+
+    text = (
+        "apiVersion: wpk/v1\nkind: Runbook\n"
+        "metadata: {name: t, version: 1.0.0, description: Restart things}\n"
+        "spec:\n  steps:\n    - {id: a, uses: core.noop}\n"
+        "  rollback:\n    steps:\n      - {id: r, uses: core.noop}\n"
+        "  finally:\n    - {id: f, uses: core.noop}\n"
+    )
+    doc = validate_text(text, "t.yaml").doc
+    assert doc is not None
+    wf = compile_workflow(doc)
+    assert wf.description == "Restart things"
+    assert [(s.id, s.line) for s in (*wf.steps, *wf.rollback_steps, *wf.finally_steps)] == [
+        ("a", 6),
+        ("r", 9),
+        ("f", 11),
+    ]

@@ -234,11 +234,12 @@ def test_items_are_reduced_on_their_own_records() -> None:
     log.add(E.ATTEMPT_STARTED, "w", 1, attempt=1)
     log.add(E.ITEM_FAILED, "w", 1, error="bad item")
     log.add(E.ATTEMPT_STARTED, "w", 2)  # no attempt number: counts up
+    log.add(E.ATTEMPT_STARTED, "w", 4, attempt=6)  # a number given is taken as it is
     log.add(E.STEP_PLANNED, "w", 3)
     state = reduce(log.events)
     w = state.steps["w"]
     assert w.status is S.RUNNING  # item events never move the step itself
-    assert w.attempts == 2  # the most attempts of any item
+    assert w.attempts == 6  # the most attempts of any item
     items = w.items or {}
     assert (items[0].status, items[0].attempts, items[0].outputs, items[0].result, items[0].error) == (
         S.COMPLETED,
@@ -255,7 +256,8 @@ def test_items_are_reduced_on_their_own_records() -> None:
         None,
     )
     assert items[3].status is S.SIMULATED
-    assert [i["index"] for i in w.as_dict()["items"]] == [0, 1, 2, 3]
+    assert items[4].attempts == 6
+    assert [i["index"] for i in w.as_dict()["items"]] == [0, 1, 2, 3, 4]
     assert w.as_dict()["items"][0] == {
         "index": 0,
         "status": "completed",
