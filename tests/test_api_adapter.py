@@ -629,6 +629,7 @@ def big_body_handler(total: int, *, declare: bool) -> Handler:
     return handler
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("declare", [False, True])
 async def test_a_50_mb_body_is_refused_at_the_cap_with_bounded_memory(
     nursery: trio.Nursery, ctx: Ctx, declare: bool
@@ -646,7 +647,7 @@ async def test_a_50_mb_body_is_refused_at_the_cap_with_bounded_memory(
     assert "10 MiB" in error.message
     assert ("Content-Length is" in error.message) is declare
     assert peak < 30 * MiB
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15
 
 
 async def test_head_is_not_refused_for_the_length_it_announces(nursery: trio.Nursery, ctx: Ctx) -> None:
@@ -683,6 +684,7 @@ def gzip_bomb() -> bytes:
     return b"".join(parts)
 
 
+@pytest.mark.timing
 async def test_a_gzip_bomb_is_refused_quickly_with_low_memory(
     nursery: trio.Nursery, ctx: Ctx, gzip_bomb: bytes
 ) -> None:
@@ -704,13 +706,14 @@ async def test_a_gzip_bomb_is_refused_quickly_with_low_memory(
     assert error.reason == "response_too_large"
     assert "decoded bytes" in error.message
     assert peak < 30 * MiB
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10
 
 
 # ---------------------------------------------------------------------------------------------
 # Deadlines
 
 
+@pytest.mark.timing
 async def test_a_server_that_never_answers_fails_at_the_timeout(nursery: trio.Nursery, ctx: Ctx) -> None:
     async def handler(seen: Seen, stream: trio.abc.Stream) -> None:
         await trio.sleep_forever()
@@ -722,9 +725,10 @@ async def test_a_server_that_never_answers_fails_at_the_timeout(nursery: trio.Nu
     assert error.reason == "timeout"
     assert error.retryable
     assert "1s" in error.message
-    assert 0.9 < elapsed < 2
+    assert 0.9 < elapsed < 6
 
 
+@pytest.mark.timing
 async def test_a_dripping_server_is_cut_at_the_whole_request_deadline(
     nursery: trio.Nursery, ctx: Ctx
 ) -> None:
@@ -740,7 +744,7 @@ async def test_a_dripping_server_is_cut_at_the_whole_request_deadline(
     error = await failure({"url": server.url(), "timeout": 1}, ctx)
     elapsed = time.monotonic() - started
     assert error.reason == "timeout"
-    assert 0.9 < elapsed < 2
+    assert 0.9 < elapsed < 6
 
 
 async def test_a_cancelled_request_releases_its_connection(nursery: trio.Nursery, ctx: Ctx) -> None:

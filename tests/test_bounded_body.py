@@ -69,6 +69,7 @@ def test_raw_cap() -> None:
         body.feed(b"x")
 
 
+@pytest.mark.timing
 def test_decoded_cap_stops_inside_a_single_chunk() -> None:
     bomb = gzip.compress(bytes(50 << 20), compresslevel=9)  # 50 MiB of zeros in ~50 KB
     assert len(bomb) < 100_000

@@ -164,6 +164,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_input_is_refused_quickly_and_cheaply(tmp_path: Path, name: str) -> None:
     (tmp_path / "PWNED_REF").write_text('{"type": "string"}')
@@ -173,7 +174,7 @@ def test_hostile_input_is_refused_quickly_and_cheaply(tmp_path: Path, name: str)
     assert 1 <= len(errors) <= 3, proc.stdout
     assert all(line.startswith(str(tmp_path / name) + ":") for line in errors)
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert elapsed < 5, elapsed
+    assert elapsed < 15, elapsed
     assert peak < 500 * 1024 * 1024, peak
     assert not (tmp_path / "PWNED").exists()
     assert not Path("PWNED").exists()
@@ -202,10 +203,11 @@ def test_schema_validator_never_resolves_outside_the_document(tmp_path: Path) ->
         list(validator.iter_errors("x"))
 
 
+@pytest.mark.timing
 def test_validate_is_fast_on_many_files(tmp_path: Path) -> None:
     for i in range(50):
         (tmp_path / f"r{i}.wpk.yaml").write_text(GOOD.replace("name: good", f"name: good{i}"))
     start = time.monotonic()
     proc = wpk("validate", str(tmp_path))
     assert proc.returncode == 0
-    assert time.monotonic() - start < 10  # a generous sanity bound; the benchmark has the real figure
+    assert time.monotonic() - start < 30  # a generous sanity bound; the benchmark has the real figure

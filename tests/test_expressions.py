@@ -270,6 +270,7 @@ def test_huge_literals_and_templates_are_refused() -> None:
 # -- caps ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "text",
     [

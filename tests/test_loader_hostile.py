@@ -88,6 +88,7 @@ def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+@pytest.mark.timing
 def test_twenty_megabyte_file_is_refused_before_any_read(tmp_path: Path, counted_reads: list[int]) -> None:
     path = tmp_path / "big.yaml"
     with path.open("wb") as f:
@@ -145,6 +146,7 @@ def test_file_exactly_at_the_limit_loads(tmp_path: Path, counted_reads: list[int
     assert sum(counted_reads) == DEFAULT_MAX_BYTES
 
 
+@pytest.mark.timing
 def test_oversized_bytes_are_not_decoded() -> None:
     data = b"\xff" * (20 * 1024 * 1024)
     peak = peak_allocation(lambda: load_bytes(data, "x.yaml"))
@@ -174,6 +176,7 @@ BILLION_LAUGHS = textwrap.dedent(
 ).encode()
 
 
+@pytest.mark.timing
 def test_billion_laughs(backend: str) -> None:
     peak = peak_allocation(lambda: load_bytes(BILLION_LAUGHS, "evil.yaml"))
     error = refused(BILLION_LAUGHS)
@@ -251,6 +254,7 @@ DEEP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("backend_name", BACKENDS)
 @pytest.mark.parametrize(
     ("case", "expected"),
@@ -276,7 +280,7 @@ def test_deep_nesting_is_refused_early(backend_name: str, case: str, expected: s
     assert message == expected
     # Refused after a few dozen events: milliseconds for libyaml. The pure scanner looks up to
     # 1,024 characters ahead for simple keys, which costs it a few tenths of a second here.
-    assert float(seconds) < (0.25 if backend_name == "libyaml" else 10.0)
+    assert float(seconds) < (2.0 if backend_name == "libyaml" else 20.0)
     assert int(rss_mb) < MEMORY_BOUND_MB
 
 
@@ -324,13 +328,15 @@ def test_ten_thousand_digit_integer(backend: str) -> None:
     assert error.diagnostic.code == "yaml-number-too-long"
 
 
+@pytest.mark.timing
 def test_megabyte_numbers_cost_nothing(backend: str) -> None:
     for literal in (b"7" * 1_000_000, b"0x" + b"f" * 1_000_000, b"1." + b"5" * 1_000_000):
         start = time.perf_counter()
         assert refused(b"n: " + literal).diagnostic.code == "yaml-number-too-long"
-        assert time.perf_counter() - start < 5.0
+        assert time.perf_counter() - start < 15.0
 
 
+@pytest.mark.timing
 def test_many_documents(backend: str) -> None:
     start = time.perf_counter()
     error = refused(b"a: 1\n" + b"---\nb: 2\n" * 100_000)
@@ -338,7 +344,7 @@ def test_many_documents(backend: str) -> None:
         str(error)
         == "evil.yaml:2:1: error: a second YAML document starts here; a runbook file holds exactly one"
     )
-    assert time.perf_counter() - start < 3.0
+    assert time.perf_counter() - start < 10.0
 
 
 def test_long_key_and_duplicate_are_shortened_in_the_message(backend: str) -> None:
@@ -365,6 +371,7 @@ CHILD_FLAT = textwrap.dedent(
 )
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_largest_flat_document_stays_within_memory() -> None:
     """The worst case that is *valid*: 1 MiB of one-character scalars, one position each."""
@@ -373,7 +380,7 @@ def test_largest_flat_document_stays_within_memory() -> None:
     counts, seconds, rss_mb = child.stdout.splitlines()
     assert counts == f"{DEFAULT_MAX_BYTES // 2 - 1} {DEFAULT_MAX_BYTES - 2}"
     assert int(rss_mb) < MEMORY_BOUND_MB
-    assert float(seconds) < 30
+    assert float(seconds) < 60
 
 
 # ---------------------------------------------------------------------------------------------

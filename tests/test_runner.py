@@ -6,6 +6,7 @@ Time is trio's MockClock (autojump), so backoff and timeouts are exact and insta
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -108,8 +109,12 @@ async def test_retries_with_backoff_one_event_per_attempt(mock_clock: trio.testi
     assert [e.data["attempt"] for e in attempts] == [1, 2, 3]
     assert len(failed) == 2
     delays = [e.data["retry_in"] for e in failed]
-    assert 0 <= delays[0] <= 10 and 0 <= delays[1] <= 15  # full jitter under the capped exponential
-    assert trio.current_time() - start == pytest.approx(sum(delays), abs=0.01)
+    # Full jitter under the capped exponential, exactly: the run's random source is seeded (7),
+    # so the waits are uniform(0, 10) then uniform(0, min(15, 10 * 2)) drawn from Random(7).
+    rng = random.Random(7)
+    want = [rng.uniform(0, 10), rng.uniform(0, 15)]
+    assert delays == [round(d, 3) for d in want]
+    assert trio.current_time() - start == pytest.approx(sum(want), abs=1e-6)
     assert runner.state.steps["a"].attempts == 3
 
 

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import trio
 from runbooks import run, workflow
 
@@ -21,6 +22,7 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.timing
 async def test_step_timeout_leaves_no_process_behind(tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     wf = workflow(f"""
@@ -34,12 +36,12 @@ async def test_step_timeout_leaves_no_process_behind(tmp_path: Path) -> None:
     """)
     start = time.monotonic()
     runner, _ = await run(wf)
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30
     record = runner.state.steps["hang"]
     assert str(record.status) == "failed" and record.error == "timed out after 1s"
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 2
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 5
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         await trio.sleep(0.05)
     assert not any(alive(p) for p in pids)

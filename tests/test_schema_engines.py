@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +30,8 @@ _COMPILED: dict[str, Any] = {}
 
 
 def both(schema: dict[str, Any], instance: Any) -> tuple[bool, bool]:
+    """(fast verdict, jsonschema verdict). Only a `JsonSchemaValueException` is a refusal: any
+    other exception is the fast validator crashing, and propagates so the test shows it."""
     key = json.dumps(schema, sort_keys=True)
     if key not in _COMPILED:
         _COMPILED[key] = TrustedSchema(schema).compiled()
@@ -36,7 +40,7 @@ def both(schema: dict[str, Any], instance: Any) -> tuple[bool, bool]:
     try:
         fast(copy.deepcopy(instance))
         fast_ok = True
-    except Exception:
+    except fastjsonschema.JsonSchemaValueException:
         fast_ok = False
     slow_ok = next(make_validator(schema, formats=False, trusted=True).iter_errors(instance), None) is None
     return fast_ok, slow_ok
@@ -58,6 +62,25 @@ def test_fast_path_is_used_after_first_use_and_still_reports_errors() -> None:
     assert first == second and any("need" in m for m in first)
     assert list(checker.iter_errors(EXAMPLES[0])) == []
     assert checker.compiled()
+
+
+def test_a_crash_of_the_fast_validator_is_not_counted_as_a_refusal() -> None:
+    # A compiled validator that crashes (here: a custom format checker raising) must surface
+    # as an error of `both`, not as "rejected", or a broken fast path would agree with every
+    # refusal of jsonschema.
+    schema = {"type": "string", "format": "boom"}
+
+    def crash(value: str) -> bool:
+        raise RuntimeError("fast path crashed")
+
+    _COMPILED[json.dumps(schema, sort_keys=True)] = fastjsonschema.compile(schema, formats={"boom": crash})
+    try:
+        with pytest.raises(RuntimeError, match="fast path crashed"):
+            both(schema, "x")
+    finally:
+        del _COMPILED[json.dumps(schema, sort_keys=True)]
+    assert both({"type": "string"}, 3) == (False, False)
+    assert both({"type": "string"}, "x") == (True, True)
 
 
 def _broken(example: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
