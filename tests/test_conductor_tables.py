@@ -15,14 +15,8 @@ from recording_adapter import RecordingAdapter
 from runbooks import workflow
 
 from wpk.adapters import registry
-from wpk.engine.conductor import (
-    Compensation,
-    CompensationKind,
-    Conductor,
-    SkipStep,
-    StartStep,
-    compensation_plan,
-)
+from wpk.engine.compensation import Undo, UndoKind, plan_rollback
+from wpk.engine.conductor import Conductor, SkipStep, StartStep
 from wpk.engine.events import Event, EventType
 from wpk.engine.state import ExecutionState, StepStatus, reduce
 
@@ -154,6 +148,19 @@ class Log:
         return self.add(EventType.STEP_STARTED, step).add(EventType.STEP_COMPLETED, step, **data)
 
 
+def _words(step: Any, kind: UndoKind, item: int | None) -> str:
+    call = step.rollback_body if kind is UndoKind.BODY else step.call
+    return f"{kind} {call.uses}"
+
+
+def undo_plan(wf: Any, state: ExecutionState, **kw: Any) -> list[tuple[str, str, int | None]]:
+    """The acting entries of the rollback plan: (step, kind, item), in the order they are done."""
+    return [(u.step, str(u.kind), u.item) for u in plan_rollback(wf, state, _words, **kw) if u.acts]
+
+
+INV, BODY, IMP = "inverse", "body", "impossible"
+
+
 def test_the_plan_undoes_in_reverse_completion_order_with_the_right_kind() -> None:
     wf = workflow(PLAN_RUNBOOK)
     log = Log()
@@ -161,18 +168,24 @@ def test_the_plan_undoes_in_reverse_completion_order_with_the_right_kind() -> No
         log.completed(step)
     log.completed("reader", read_only=True)
     state = reduce(log.events)
-    assert compensation_plan(wf, state) == [
-        Compensation("w1", CompensationKind.INVERSE),
-        Compensation("body", CompensationKind.BODY),
-        Compensation("one", CompensationKind.IMPOSSIBLE),
-        Compensation("w2", CompensationKind.INVERSE),
-    ]  # harmless (dry_run: execute), none, reader (a read) and never (not run) are left out
+    assert undo_plan(wf, state) == [
+        ("w1", INV, None),
+        ("body", BODY, None),
+        ("one", IMP, None),
+        ("w2", INV, None),
+    ]  # harmless (dry_run: execute), none, reader (a read) and never (not run) do nothing
+    nothing = {u.step: u.action for u in plan_rollback(wf, state, _words) if not u.acts}
+    assert nothing == {
+        "harmless": "nothing to undo: `dry_run: execute` declares it harmless",
+        "none": "nothing to undo: the step says `rollback: none`",
+        "reader": "nothing to undo: read-only",
+    }
 
 
 def test_a_write_that_turned_out_read_only_is_not_undone() -> None:
     wf = workflow(PLAN_RUNBOOK)
     state = reduce(Log().completed("w1", read_only=True).completed("w2").events)
-    assert compensation_plan(wf, state) == [Compensation("w2", CompensationKind.INVERSE)]
+    assert undo_plan(wf, state) == [("w2", INV, None)]
 
 
 def test_items_to_undo_are_the_completed_ones_last_index_first() -> None:
@@ -182,9 +195,7 @@ def test_items_to_undo_are_the_completed_ones_last_index_first() -> None:
         log.add(EventType.ITEM_COMPLETED, "loop", item)
     log.add(EventType.ITEM_FAILED, "loop", 1, error="x")
     log.add(EventType.STEP_FAILED, "loop", error="1 of 4 items failed")
-    assert compensation_plan(wf, reduce(log.events)) == [
-        Compensation("loop", CompensationKind.INVERSE, (3, 2, 0))
-    ]
+    assert undo_plan(wf, reduce(log.events)) == [("loop", INV, 3), ("loop", INV, 2), ("loop", INV, 0)]
 
 
 def test_a_failed_step_without_completed_items_is_not_undone() -> None:
@@ -192,7 +203,7 @@ def test_a_failed_step_without_completed_items_is_not_undone() -> None:
     log = Log().add(EventType.STEP_STARTED, "w1").add(EventType.STEP_FAILED, "w1", error="x")
     log.add(EventType.STEP_STARTED, "loop").add(EventType.ITEM_FAILED, "loop", 0, error="x")
     log.add(EventType.STEP_FAILED, "loop", error="all failed")
-    assert compensation_plan(wf, reduce(log.events)) == []
+    assert undo_plan(wf, reduce(log.events)) == []
 
 
 def test_compensated_steps_are_left_out_and_other_statuses_can_be_asked_for() -> None:
@@ -201,32 +212,38 @@ def test_compensated_steps_are_left_out_and_other_statuses_can_be_asked_for() ->
     log.add(EventType.COMPENSATION_STARTED, "w2").add(EventType.COMPENSATION_COMPLETED, "w2")
     log.add(EventType.STEP_STARTED, "body").add(EventType.STEP_PLANNED, "body", plan={})
     state = reduce(log.events)
-    assert compensation_plan(wf, state) == [Compensation("w1", CompensationKind.INVERSE)]
-    assert compensation_plan(wf, state, statuses=(S.COMPLETED, S.SIMULATED)) == [
-        Compensation("body", CompensationKind.BODY),
-        Compensation("w1", CompensationKind.INVERSE),
+    assert undo_plan(wf, state) == [("w1", INV, None)]
+    assert undo_plan(wf, state, statuses=(S.COMPLETED, S.SIMULATED)) == [
+        ("body", BODY, None),
+        ("w1", INV, None),
     ]
 
 
-def test_each_compensation_describes_itself() -> None:
+def test_each_undo_says_what_it_does() -> None:
     wf = workflow(PLAN_RUNBOOK)
-    assert Compensation("w1", CompensationKind.INVERSE).describe(wf.step("w1")) == (
-        "undo rec.write (automatic inverse)"
-    )
-    assert Compensation("body", CompensationKind.BODY).describe(wf.step("body")) == "run rec.write"
-    assert Compensation("one", CompensationKind.IMPOSSIBLE).describe(wf.step("one")) == (
-        "cannot undo rec.oneway: no automatic inverse and no `rollback:` body"
-    )
-    assert [k.value for k in CompensationKind] == ["body", "inverse", "impossible"]
+    state = reduce(Log().completed("w1").completed("body").completed("one").events)
+    texts = [u.text() for u in plan_rollback(wf, state, _words)]
+    assert texts == [
+        "one: cannot undo rec.oneway: it has no automatic inverse and the step has no `rollback:` body "
+        "(the execution ends rollback_failed)",
+        "body: body rec.write",
+        "w1: inverse rec.write",
+    ]
+    assert [k.value for k in UndoKind] == ["body", "inverse", "impossible", "nothing", "rollback-step"]
 
 
 def test_commands_and_compensations_are_immutable_values() -> None:
     import dataclasses
 
-    values = [StartStep("a"), SkipStep("b", "why"), Compensation("c", CompensationKind.BODY, (1, 0))]
-    assert len(set(values + [StartStep("a")])) == 3  # hashable, equal by value
+    values = [StartStep("a"), SkipStep("b", "why")]
+    assert len(set(values + [StartStep("a")])) == 2  # hashable, equal by value
     for value in values:
         with pytest.raises(dataclasses.FrozenInstanceError):
             value.step_id = "other"  # type: ignore[misc]
         assert not hasattr(value, "__dict__")
+    undo = Undo(step="c", kind=UndoKind.BODY, action="run x", item=1)
+    assert undo == Undo(step="c", kind=UndoKind.BODY, action="run x", item=1) and hash(undo)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        undo.step = "other"  # type: ignore[misc]
+    assert not hasattr(undo, "__dict__")
     assert not hasattr(Conductor(workflow(DIAMOND)), "__dict__")

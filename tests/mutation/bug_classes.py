@@ -83,14 +83,14 @@ BUGS = [
     ),
     Bug(
         "for_each rollback: items undone in the wrong order",
-        "engine/conductor.py",
-        "items = tuple(sorted(done, reverse=True))",
-        "items = tuple(sorted(done))",
+        "engine/compensation.py",
+        "it.status in done), reverse=True))",
+        "it.status in done)))",
         ("tests/test_semantics_tables.py",),
     ),
     Bug(
         "for_each rollback: completed items of a failed for_each not undone",
-        "engine/conductor.py",
+        "engine/compensation.py",
         "if record.status not in wanted and not (record.status is StepStatus.FAILED and items):",
         "if record.status not in wanted:",
         ("tests/test_semantics_tables.py",),
