@@ -58,6 +58,7 @@ from .base import (
     UnknownStore,
     decode_labels,
     row_from_created,
+    stale_message,
     status_after,
 )
 
@@ -716,10 +717,7 @@ class ArangoStore:
             ok = set(self._q(db, FENCE_ROWS, {"fences": wanted, "@executions": EXECUTIONS}))
             lost = sorted(eid for eid in fences if row_key(eid) not in ok)
             if lost:
-                raise StaleClaim(
-                    f"execution {lost[0]}: claimed by another agent since attempt {fences[lost[0]]} "
-                    "(this agent's lease ran out); its writes are refused"
-                )
+                raise StaleClaim(stale_message(lost[0], fences[lost[0]]))
         created = [
             _row_doc(row_from_created(e)) for _, e, _ in batch if e.type is EventType.EXECUTION_CREATED
         ]

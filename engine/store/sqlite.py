@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from ..events import Event, EventType
 from .base import (
+    LEASE_SECONDS,
     TERMINAL,
     AgentInfo,
     Band,
@@ -32,7 +33,9 @@ from .base import (
     LogLine,
     NewExecution,
     Page,
+    StaleClaim,
     row_from_created,
+    stale_message,
     status_after,
 )
 from .dbthread import DatabaseThread
@@ -169,6 +172,7 @@ class SQLiteStore:
         # (execution id, event, its row): serialised when appended, on the caller's thread, so the
         # database thread spends its time in SQLite (which releases the GIL), not in json.dumps.
         self._pending: list[tuple[str, Event, _EventRow]] = []
+        self._fences: dict[str, int] = {}
         self.offload = offload
         self._worker: DatabaseThread | None = None  # the connection's own thread (offload mode)
 
@@ -202,6 +206,12 @@ class SQLiteStore:
         return out
 
     # -- events ------------------------------------------------------------------------------
+    def fence(self, execution_id: str, attempt: int | None) -> None:
+        if attempt is None:
+            self._fences.pop(execution_id, None)
+        else:
+            self._fences[execution_id] = attempt
+
     def append(self, execution_id: str, event: Event) -> None:
         self._pending.append((execution_id, event, self._event_row(execution_id, event)))
 
@@ -209,7 +219,8 @@ class SQLiteStore:
         if not self._pending:
             return
         batch, self._pending = self._pending, []  # taken on the loop thread, in order
-        await self._tx(lambda db: self._apply_events(db, batch))
+        fences = {eid: self._fences[eid] for eid, _, _ in batch if eid in self._fences}
+        await self._tx(lambda db: self._apply_events(db, batch, fences))
 
     def flush_sync(self) -> None:
         batch, self._pending = self._pending, []
@@ -231,7 +242,18 @@ class SQLiteStore:
     def _insert_events(self, batch: list[tuple[str, Event, _EventRow]]) -> None:
         self._write(lambda db: self._apply_events(db, batch))
 
-    def _apply_events(self, db: sqlite3.Connection, batch: Iterable[tuple[str, Event, _EventRow]]) -> None:
+    def _apply_events(
+        self,
+        db: sqlite3.Connection,
+        batch: Iterable[tuple[str, Event, _EventRow]],
+        fences: dict[str, int] | None = None,
+    ) -> None:
+        for execution_id, attempt in (fences or {}).items():  # inside BEGIN IMMEDIATE: exact
+            found = db.execute(
+                "SELECT attempt FROM executions WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+            if found is not None and int(found[0]) != attempt:
+                raise StaleClaim(stale_message(execution_id, attempt))
         rows: list[_EventRow] = []
         for execution_id, event, row in batch:
             if event.type is EventType.EXECUTION_CREATED:
@@ -443,6 +465,38 @@ class SQLiteStore:
             )
 
         await self._tx(write)
+
+    async def reclaim(
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = LEASE_SECONDS,
+        own: bool = False,
+    ) -> list[Claim]:
+        await self.flush()
+
+        def write(db: sqlite3.Connection) -> list[Claim]:
+            found = db.execute(
+                "UPDATE executions SET agent_id = ?, attempt = attempt + 1, lease_until = ?"
+                " WHERE n IN (SELECT n FROM executions WHERE status IN ('running', 'rolling_back')"
+                " AND lease_until IS NOT NULL AND (lease_until < ? OR (? AND agent_id = ?))"
+                f" ORDER BY priority DESC, n LIMIT ?) RETURNING n, {_ROW_COLUMNS}",
+                (agent_id, now + lease_seconds, now, int(own), agent_id, limit),
+            ).fetchall()
+            found.sort(key=lambda r: (-int(r[5]), int(r[0])))
+            return [
+                Claim(
+                    row=(row := _row(r[1:])),
+                    attempt=row.attempt,
+                    lease_until=now + lease_seconds,
+                    history=tuple(self._events_sync(row.execution_id, 0)),
+                )
+                for r in found
+            ]
+
+        return await self._tx(write)
 
     async def release(self, execution_id: str, attempt: int) -> bool:
         def write(db: sqlite3.Connection) -> bool:
