@@ -87,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .agent_config import ConfigError, load_agent_config
     from .limits import configure
-    from .store import UnknownStore, open_store
+    from .store import StoreError, UnknownStore, open_store
 
     try:  # a bad configuration stops start-up, with file:line:col, before anything listens
         config = load_agent_config(args.config)
@@ -116,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         probe = open_store(args.store)  # fail fast, with one line, on a store that cannot open
-    except (UnknownStore, OSError) as exc:
+    except (UnknownStore, StoreError, OSError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     import trio

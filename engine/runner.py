@@ -35,7 +35,7 @@ from .resume import LOST_COMPENSATION_ERROR, LOST_STEP_ERROR, REDACTED_INPUT_ERR
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
 from .secrets import MASK, Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
-from .store.base import EventStore, StoreError
+from .store.base import EventStore, StoreError, store_error_in
 
 _RESULT_EVENTS = frozenset(
     {EventType.STEP_COMPLETED, EventType.ITEM_COMPLETED, EventType.STEP_PLANNED, EventType.STEP_FAILED}
@@ -292,13 +292,10 @@ class Runner:
             try:
                 await self._phases()
             except BaseExceptionGroup as group:  # a store failure inside a step's nursery
-                found = group.subgroup(StoreError)
+                found = store_error_in(group)
                 if found is None:
                     raise
-                first: BaseException = found
-                while isinstance(first, BaseExceptionGroup):
-                    first = first.exceptions[0]
-                raise first from None
+                raise found from None
         except BaseException:
             failing = True
             raise

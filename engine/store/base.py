@@ -328,3 +328,15 @@ def stale_message(execution_id: str, attempt: int) -> str:
         f"execution {execution_id}: claimed by another agent since attempt {attempt} "
         "(this agent's lease ran out); its writes are refused"
     )
+
+
+def store_error_in(exc: BaseException) -> StoreError | None:
+    """The store failure behind `exc`, also when trio wrapped it in an exception group."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = store_error_in(inner)
+            if found is not None:
+                return found
+    return None

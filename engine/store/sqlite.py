@@ -34,61 +34,15 @@ from .base import (
     NewExecution,
     Page,
     StaleClaim,
+    StoreUnavailable,
     row_from_created,
     stale_message,
     status_after,
 )
 from .dbthread import DatabaseThread
+from .sqlite_schema import BUSY_TIMEOUT_MS, SYNCHRONOUS, describe_error, migrate
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    execution_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    time REAL NOT NULL,
-    step TEXT,
-    item INTEGER,
-    data TEXT NOT NULL,
-    PRIMARY KEY (execution_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS executions (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    execution_id TEXT NOT NULL UNIQUE,
-    workflow_name TEXT NOT NULL,
-    workflow_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    dry_run INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    not_before REAL,
-    labels TEXT NOT NULL DEFAULT '{}',
-    package TEXT,
-    package_path TEXT NOT NULL DEFAULT '',
-    params TEXT NOT NULL DEFAULT '{}',
-    rollback INTEGER NOT NULL DEFAULT 1,
-    agent_id TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    lease_until REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS executions_queue ON executions (status, priority DESC, n);
-CREATE INDEX IF NOT EXISTS executions_workflow ON executions (workflow_name, n);
-CREATE INDEX IF NOT EXISTS executions_agent ON executions (agent_id, status);
-CREATE TABLE IF NOT EXISTS agents (
-    agent_id TEXT PRIMARY KEY,
-    labels TEXT NOT NULL,
-    capacity INTEGER NOT NULL,
-    version TEXT NOT NULL,
-    state TEXT NOT NULL,
-    heartbeat_at REAL NOT NULL,
-    started_at REAL NOT NULL,
-    adapters TEXT NOT NULL DEFAULT '[]'
-);
-"""
 
 _ROW_COLUMNS = (
     "execution_id, workflow_name, workflow_version, status, priority, dry_run, created_at, started_at,"
@@ -160,15 +114,20 @@ _EventRow = tuple[str, int, str, float, str | None, int | None, str]
 class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, offload: bool = False) -> None:
         self.path = Path(path)
-        # The store holds undo records and step outputs: a directory of our own (0700, when we
-        # create it) and a file only its owner reads (0600; SQLite gives -wal/-shm the same mode).
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(SCHEMA)
+        try:
+            # The store holds undo records and step outputs: a directory of our own (0700, when we
+            # create it) and a file only its owner reads (0600; SQLite gives -wal/-shm the same mode).
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            migrate(self._db, self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"{self.path}: cannot open the store: {exc.strerror or exc}") from None
+        except sqlite3.Error as exc:
+            raise describe_error(self.path, exc) from None
         # (execution id, event, its row): serialised when appended, on the caller's thread, so the
         # database thread spends its time in SQLite (which releases the GIL), not in json.dumps.
         self._pending: list[tuple[str, Event, _EventRow]] = []
@@ -179,14 +138,20 @@ class SQLiteStore:
     # -- plumbing ----------------------------------------------------------------------------
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A write: its own `BEGIN IMMEDIATE` transaction inline, or a share of a group commit."""
-        if not self.offload:
-            return self._write(fn)
-        return await self._thread().run(fn, write=True)
+        try:
+            if not self.offload:
+                return self._write(fn)
+            return await self._thread().run(fn, write=True)
+        except sqlite3.Error as exc:
+            raise describe_error(self.path, exc) from None
 
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if not self.offload:
-            return fn(self._db)
-        return await self._thread().run(fn, write=False)
+        try:
+            if not self.offload:
+                return fn(self._db)
+            return await self._thread().run(fn, write=False)
+        except sqlite3.Error as exc:
+            raise describe_error(self.path, exc) from None
 
     def _thread(self) -> DatabaseThread:
         if self._worker is None:
@@ -200,7 +165,8 @@ class SQLiteStore:
         try:
             out = fn(db)
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         return out
