@@ -393,3 +393,19 @@ async def test_a_local_run_holds_no_lease_and_is_never_taken_over(store: Executi
     cache = WorkflowCache()
     await _submit(store, cache, 50)
     assert await store.reclaim("a9", now=time.time() + 3600, limit=10) == []
+
+
+async def test_prune_deletes_only_executions_that_ended_before_the_cut(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    ended = [await _submit(store, cache, 50) for _ in range(2)]
+    waiting = await _submit(store, cache, 50)
+    running = await _submit(store, cache, 50)
+    for eid in ended:
+        assert await cancel(store, eid) == "cancelled"
+    assert (await store.claim("a1", now=time.time())) is not None  # `waiting` or `running`: one runs
+    assert await store.prune(finished_before=time.time() - 3600) == 0  # they ended just now
+    assert await store.prune(finished_before=time.time() + 1) == 2
+    assert [await store.get_execution(e) for e in ended] == [None, None]
+    assert await store.events(ended[0]) == []
+    for eid in (waiting, running):
+        assert await store.get_execution(eid) is not None and await store.events(eid) != []

@@ -279,6 +279,11 @@ QUEUE_DEPTH = (
     "FOR r IN @@executions FILTER r.status == 'pending' "
     "COLLECT p = r.priority WITH COUNT INTO c RETURN [p, c]"
 )
+PRUNE_ROWS = (
+    "FOR r IN @@executions FILTER r.status IN @final AND r.finished_at != null AND r.finished_at < @before "
+    "REMOVE r IN @@executions RETURN OLD.execution_id"
+)
+PRUNE_EVENTS = "FOR e IN @@events FILTER e.execution_id IN @ids REMOVE e IN @@events"
 REGISTER_AGENT = "INSERT @doc INTO @@agents OPTIONS {overwriteMode: 'replace'}"
 LIST_AGENTS = "FOR a IN @@agents SORT a._key RETURN a"
 
@@ -655,6 +660,18 @@ class ArangoStore:
         binds = {"k": row_key(execution_id), "attempt": attempt, "@executions": EXECUTIONS}
         found: list[Any] = await self._run(self._trx, lambda db: self._q(db, RELEASE, binds))
         return bool(found)
+
+    async def prune(self, *, finished_before: float) -> int:
+        binds = {"final": sorted(TERMINAL), "before": finished_before, "@executions": EXECUTIONS}
+
+        def drop(db: Any) -> int:
+            ids = self._q(db, PRUNE_ROWS, binds)
+            if ids:
+                self._q(db, PRUNE_EVENTS, {"ids": ids, "@events": EVENTS})
+            return len(ids)
+
+        count: int = await self._run(self._trx, drop)
+        return count
 
     async def register_agent(self, agent: AgentInfo) -> None:
         doc = {

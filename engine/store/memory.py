@@ -13,6 +13,7 @@ from typing import Any
 from ..events import Event, EventType
 from .base import (
     LEASE_SECONDS,
+    TERMINAL,
     AgentInfo,
     Band,
     Claim,
@@ -249,6 +250,17 @@ class MemoryStore:
             dataclasses.replace(row, status="pending", agent_id=None, lease_until=None),
         )
         return True
+
+    async def prune(self, *, finished_before: float) -> int:
+        gone = [
+            eid
+            for eid, (_, row) in self._rows.items()
+            if row.status in TERMINAL and row.finished_at is not None and row.finished_at < finished_before
+        ]
+        for eid in gone:
+            del self._rows[eid]
+            self._events.pop(eid, None)
+        return len(gone)
 
     async def register_agent(self, agent: AgentInfo) -> None:
         self._agents[agent.agent_id] = agent

@@ -475,6 +475,27 @@ class SQLiteStore:
 
         return await self._tx(write)
 
+    async def prune(self, *, finished_before: float) -> int:
+        await self.flush()
+        final = tuple(sorted(TERMINAL))
+
+        def write(db: sqlite3.Connection) -> int:
+            marks = ", ".join("?" for _ in final)
+            ids = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT execution_id FROM executions WHERE status IN ({marks})"
+                    " AND finished_at IS NOT NULL AND finished_at < ?",
+                    (*final, finished_before),
+                )
+            ]
+            for eid in ids:
+                db.execute("DELETE FROM events WHERE execution_id = ?", (eid,))
+                db.execute("DELETE FROM executions WHERE execution_id = ?", (eid,))
+            return len(ids)
+
+        return await self._tx(write)
+
     async def register_agent(self, agent: AgentInfo) -> None:
         await self._tx(
             lambda db: db.execute(
