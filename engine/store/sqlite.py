@@ -51,8 +51,8 @@ _ROW_COLUMNS = (
 )
 _INSERT_ROW = (
     "INSERT OR IGNORE INTO executions (execution_id, workflow_name, workflow_version, status, priority,"
-    " dry_run, created_at, package, package_path, params, rollback, not_before, labels)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " dry_run, created_at, package, package_path, params, rollback, not_before, labels, agent_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -105,6 +105,7 @@ def _new_values(new: NewExecution) -> tuple[Any, ...]:
         int(new.rollback),
         new.not_before,
         _dumps(dict(new.labels)),
+        new.agent_id,
     )
 
 
