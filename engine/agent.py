@@ -6,8 +6,11 @@ the store (DESIGN §6): a submission anywhere wakes the claimer here, or the cla
 its next poll. Stopping drains: nothing new is claimed, running executions get `grace` seconds
 to finish, then are cancelled (their rollback policy still applies, shielded).
 
-Leases, resume after a crash, pause/resume and placement come with the durable-store and agents
-work; they slot into `_claim_loop`, `_heartbeat_loop` and `AgentConfig` without a new shape.
+Leases and resume (DESIGN §5): every claim carries a lease that the heartbeat renews and an
+attempt number that fences the store's writes. An agent that starts takes back at once what
+it held before it restarted (same agent id); every poll also takes over executions whose lease
+ran out (their agent died elsewhere). A taken-over execution resumes from its events: the runner
+does not run completed steps again (engine/resume.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .executions import WorkflowCache
 from .model import Workflow
 from .runner import Runner, RunOptions
 from .secrets import MissingSecrets
-from .store.base import LEASE_SECONDS, AgentInfo, Claim, ExecutionStore
+from .store.base import LEASE_SECONDS, AgentInfo, Claim, ExecutionStore, StaleClaim, StoreError
 
 log = logging.getLogger("wpk.agent")
 
@@ -70,6 +73,7 @@ class Agent:
         self._idle = trio.Event()
         # Seeds for each run's retry jitter: seeding a Random from the OS per run costs a syscall.
         self._seeds = random.Random()
+        self._resumed_own = False  # what this agent id held before a restart: taken back once
 
     # -- control -----------------------------------------------------------------------------
     def wake(self) -> None:
@@ -145,12 +149,34 @@ class Agent:
                 await self._wake.wait()
 
     async def _fill(self, runs: trio.Nursery) -> None:
-        """Claim up to the free capacity, in claim order, and start each claimed execution."""
+        """Claim up to the free capacity, in claim order, and start each claimed execution.
+
+        Executions to resume (lease run out; at start-up, this agent's own) come first: they
+        were started already, and nothing else moves them on."""
         while len(self.running) < self.config.capacity and not self._stopping:
             free = self.config.capacity - len(self.running)
-            claims = await self.store.claim_batch(
-                self.config.agent_id, now=time.time(), limit=free, lease_seconds=self.config.lease_seconds
+            claims = await self.store.reclaim(
+                self.config.agent_id,
+                now=time.time(),
+                limit=free,
+                lease_seconds=self.config.lease_seconds,
+                own=not self._resumed_own,
             )
+            self._resumed_own = True
+            for claim in claims:
+                log.warning(
+                    "agent %s: resuming execution %s (attempt %d)",
+                    self.config.agent_id,
+                    claim.row.execution_id,
+                    claim.attempt,
+                )
+            if len(claims) < free:
+                claims += await self.store.claim_batch(
+                    self.config.agent_id,
+                    now=time.time(),
+                    limit=free - len(claims),
+                    lease_seconds=self.config.lease_seconds,
+                )
             for claim in claims:
                 runner = await self._prepare(claim)
                 if runner is not None:
@@ -175,6 +201,7 @@ class Agent:
     async def _prepare(self, claim: Claim) -> Runner | None:
         """A runner for a claimed execution, or the execution failed with why it cannot run."""
         row = claim.row
+        self.store.fence(row.execution_id, claim.attempt)  # every write from here on carries the token
         try:
             if row.package is None:
                 raise PackageInvalid([])
@@ -201,6 +228,7 @@ class Agent:
         except MissingSecrets as exc:
             error = "secrets not set on agent " + f"{self.config.agent_id}: {', '.join(exc.names)}"
         await self._fail_unstarted(row.execution_id, error)
+        self.store.fence(row.execution_id, None)
         return None
 
     async def _fail_unstarted(self, execution_id: str, error: str) -> None:
@@ -224,9 +252,19 @@ class Agent:
             if claim.row.cancel_requested:
                 runner.cancel()
             await runner.run()
+        except StaleClaim as exc:  # another agent took it over: stop here, it carries on there
+            log.error("agent %s: %s", self.config.agent_id, exc)
+        except StoreError as exc:  # the run stopped; another agent resumes it once the lease runs out
+            log.error(
+                "agent %s: execution %s stopped, the store failed: %s",
+                self.config.agent_id,
+                execution_id,
+                exc,
+            )
         except Exception:  # a bug in wpk: log it here, keep the agent and the other runs alive
             log.exception("execution %s: unexpected error in the runner", execution_id)
         finally:
+            self.store.fence(execution_id, None)
             del self.running[execution_id]
             self._wake.set()
             if not self.running:

@@ -21,7 +21,11 @@ def add_subcommands(sub: Any) -> None:
     p = sub.add_parser("serve", help="run an agent with its HTTP API (the sidecar)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4000, help="port (default 4000; 0 picks a free one)")
-    p.add_argument("--store", default="sqlite:", help="sqlite: (default), sqlite:///path.db or memory:")
+    p.add_argument(
+        "--store",
+        default="sqlite:",
+        help="sqlite: (default), sqlite:///path.db, arangodb://user@host:8529/db or memory:",
+    )
     p.add_argument("--token-file", help="file holding the bearer token (else $WPK_TOKEN)")
     p.add_argument("--labels", default="", help="agent labels, k=v,k2=v2")
     p.add_argument("--capacity", type=int, default=8, help="executions run at once (default 8)")
@@ -33,6 +37,19 @@ def add_subcommands(sub: Any) -> None:
         help="seconds running executions get to finish on SIGTERM (default 30)",
     )
     p.add_argument("--config", help="agent configuration (YAML): adapter settings")
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        help="how long a claimed execution stays this agent's without a heartbeat; after that "
+        "another agent takes it over (default 30)",
+    )
+    p.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=10.0,
+        help="how often leases are renewed (default 10; keep it well under --lease-seconds)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -74,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .agent_config import ConfigError, load_agent_config
     from .limits import configure
-    from .store import UnknownStore, open_store
+    from .store import StoreError, UnknownStore, open_store
 
     try:  # a bad configuration stops start-up, with file:line:col, before anything listens
         config = load_agent_config(args.config)
@@ -98,14 +115,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535 or args.capacity < 1 or args.grace < 0:
         _err("--port must be 0..65535, --capacity at least 1, --grace at least 0")
         return EXIT_USAGE
+    if not 0 < args.heartbeat_seconds < args.lease_seconds:
+        _err("--heartbeat-seconds must be more than 0 and less than --lease-seconds")
+        return EXIT_USAGE
     try:
         probe = open_store(args.store)  # fail fast, with one line, on a store that cannot open
-    except (UnknownStore, OSError) as exc:
+    except (UnknownStore, StoreError, OSError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     import trio
 
     trio.run(probe.aclose)
+    from wpk.adapters import registry
+
+    ended = registry.sweep_after_crash()  # before resuming anything: a lost step's processes end
+    if ended:
+        _err(f"wpk: ended {len(ended)} process(es) left by an agent that died")
     agent_id = args.agent_id or f"{socket.gethostname()}-{os.getpid()}"
     run(
         ServeConfig(
@@ -119,6 +144,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             grace=args.grace,
             adapter_config=adapter_config,
             version=_version(),
+            lease_seconds=args.lease_seconds,
+            heartbeat_seconds=args.heartbeat_seconds,
         )
     )
     return EXIT_OK

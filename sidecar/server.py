@@ -50,6 +50,8 @@ class ServeConfig:
     adapter_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     version: str = "0+unknown"
     max_body: int = 4 * 1024 * 1024
+    lease_seconds: float = 30.0  # how long a claim holds without a heartbeat (DESIGN §5)
+    heartbeat_seconds: float = 10.0
 
 
 def is_loopback(host: str) -> bool:
@@ -87,6 +89,8 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
             labels=dict(config.labels),
             adapter_config=config.adapter_config,
             version=config.version,
+            lease_seconds=config.lease_seconds,
+            heartbeat_seconds=config.heartbeat_seconds,
         ),
         cache=cache,
         observer=observer_for(metrics),

@@ -27,7 +27,7 @@ from wpk.engine.executions import WorkflowCache, cancel, record, submit
 from wpk.engine.runner import RunOptions
 from wpk.engine.store import ExecutionQuery, MemoryStore, SQLiteStore
 from wpk.engine.store.arangodb import ArangoStore, ArangoTarget, parse_url
-from wpk.engine.store.base import AgentInfo, ExecutionStore
+from wpk.engine.store.base import AgentInfo, ExecutionStore, StaleClaim
 
 RUNBOOK = """\
 apiVersion: wpk/v1
@@ -351,3 +351,61 @@ async def test_close_flushes_and_reopen_reads(opener: Opener | None) -> None:
         assert row is not None and row.workflow_id == "w-1.0.0"
     finally:
         await again.aclose()
+
+
+# -- leases, takeover, fencing (DESIGN §5) ---------------------------------------------------------
+
+
+async def test_an_expired_lease_is_taken_over_and_the_old_claim_is_fenced_off(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    now = time.time()
+    first = await store.claim("a1", now=now, lease_seconds=5)
+    assert first is not None and first.attempt == 1
+    assert await store.reclaim("a2", now=now + 1, limit=10, lease_seconds=5) == []  # lease still held
+    await store.heartbeat("a1", now=now + 3, state="running", lease_seconds=5)  # renewed: until now + 8
+    assert await store.reclaim("a2", now=now + 6, limit=10, lease_seconds=5) == []
+    store.fence(eid, first.attempt)
+    store.append(eid, Event(2, EventType.EXECUTION_STARTED, now + 6))
+    await store.flush()  # the current claim writes
+    taken = await store.reclaim("a2", now=now + 9, limit=10, lease_seconds=5)
+    assert [c.row.execution_id for c in taken] == [eid]
+    assert taken[0].attempt == 2 and taken[0].row.agent_id == "a2" and taken[0].row.status == "running"
+    assert [e.type for e in taken[0].history] == [EventType.EXECUTION_CREATED, EventType.EXECUTION_STARTED]
+    store.append(eid, Event(3, EventType.LOG, now + 9, "a", None, {"stream": "stdout", "line": "late"}))
+    with pytest.raises(StaleClaim):
+        await store.flush()  # the old claim's write is refused, and not kept for a later flush
+    assert [e.seq for e in await store.events(eid)] == [1, 2]
+    store.fence(eid, taken[0].attempt)
+    store.append(eid, Event(3, EventType.LOG, now + 9, "a", None, {"stream": "stdout", "line": "new"}))
+    await store.flush()
+    assert [line.line for line in await store.logs(eid)] == ["new"]
+    # an agent restarting under the same id resumes what it held at once, lease or not
+    assert await store.reclaim("a3", now=now + 10, limit=10) == []
+    mine = await store.reclaim("a2", now=now + 10, limit=10, own=True)
+    assert [(c.row.execution_id, c.attempt) for c in mine] == [(eid, 3)]
+
+
+async def test_a_local_run_holds_no_lease_and_is_never_taken_over(store: ExecutionStore) -> None:
+    state = await run_workflow(WorkflowCache().workflow(RUNBOOK), {}, store=store)
+    await store.flush()
+    assert state.status == "completed"
+    cache = WorkflowCache()
+    await _submit(store, cache, 50)
+    assert await store.reclaim("a9", now=time.time() + 3600, limit=10) == []
+
+
+async def test_prune_deletes_only_executions_that_ended_before_the_cut(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    ended = [await _submit(store, cache, 50) for _ in range(2)]
+    waiting = await _submit(store, cache, 50)
+    running = await _submit(store, cache, 50)
+    for eid in ended:
+        assert await cancel(store, eid) == "cancelled"
+    assert (await store.claim("a1", now=time.time())) is not None  # `waiting` or `running`: one runs
+    assert await store.prune(finished_before=time.time() - 3600) == 0  # they ended just now
+    assert await store.prune(finished_before=time.time() + 1) == 2
+    assert [await store.get_execution(e) for e in ended] == [None, None]
+    assert await store.events(ended[0]) == []
+    for eid in (waiting, running):
+        assert await store.get_execution(eid) is not None and await store.events(eid) != []

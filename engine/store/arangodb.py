@@ -58,6 +58,7 @@ from .base import (
     UnknownStore,
     decode_labels,
     row_from_created,
+    stale_message,
     status_after,
 )
 
@@ -278,6 +279,11 @@ QUEUE_DEPTH = (
     "FOR r IN @@executions FILTER r.status == 'pending' "
     "COLLECT p = r.priority WITH COUNT INTO c RETURN [p, c]"
 )
+PRUNE_ROWS = (
+    "FOR r IN @@executions FILTER r.status IN @final AND r.finished_at != null AND r.finished_at < @before "
+    "REMOVE r IN @@executions RETURN OLD.execution_id"
+)
+PRUNE_EVENTS = "FOR e IN @@events FILTER e.execution_id IN @ids REMOVE e IN @@events"
 REGISTER_AGENT = "INSERT @doc INTO @@agents OPTIONS {overwriteMode: 'replace'}"
 LIST_AGENTS = "FOR a IN @@agents SORT a._key RETURN a"
 
@@ -327,7 +333,7 @@ def _row_doc(new: NewExecution) -> dict[str, Any]:
         "package_path": new.package_path,
         "params": _json(dict(new.params)),
         "rollback": new.rollback,
-        "agent_id": None,
+        "agent_id": new.agent_id,
         "attempt": 0,
         "lease_until": None,
         "cancel_requested": False,
@@ -655,6 +661,18 @@ class ArangoStore:
         found: list[Any] = await self._run(self._trx, lambda db: self._q(db, RELEASE, binds))
         return bool(found)
 
+    async def prune(self, *, finished_before: float) -> int:
+        binds = {"final": sorted(TERMINAL), "before": finished_before, "@executions": EXECUTIONS}
+
+        def drop(db: Any) -> int:
+            ids = self._q(db, PRUNE_ROWS, binds)
+            if ids:
+                self._q(db, PRUNE_EVENTS, {"ids": ids, "@events": EVENTS})
+            return len(ids)
+
+        count: int = await self._run(self._trx, drop)
+        return count
+
     async def register_agent(self, agent: AgentInfo) -> None:
         doc = {
             "_key": row_key(agent.agent_id),
@@ -716,10 +734,7 @@ class ArangoStore:
             ok = set(self._q(db, FENCE_ROWS, {"fences": wanted, "@executions": EXECUTIONS}))
             lost = sorted(eid for eid in fences if row_key(eid) not in ok)
             if lost:
-                raise StaleClaim(
-                    f"execution {lost[0]}: claimed by another agent since attempt {fences[lost[0]]} "
-                    "(this agent's lease ran out); its writes are refused"
-                )
+                raise StaleClaim(stale_message(lost[0], fences[lost[0]]))
         created = [
             _row_doc(row_from_created(e)) for _, e, _ in batch if e.type is EventType.EXECUTION_CREATED
         ]
