@@ -66,16 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .diagnostics import error
     from .report import render
-    from .validate import ValidationResult, discover, validate_path
+    from .validate import ValidationResult, discover, gc_held, validate_path
 
     results = []
     bad_paths = False  # a path that names nothing is a usage error (exit 2), not an invalid runbook
-    for path, problem in discover(args.paths):
-        if problem is not None:
-            bad_paths = True
-            results.append(ValidationResult(str(path), None, [error(str(path), 0, 0, "no-input", problem)]))
-            continue
-        results.append(validate_path(path, max_bytes=args.max_bytes))
+    with gc_held():  # a one-shot process: no collection while it validates (engine/validate.py)
+        for path, problem in discover(args.paths):
+            if problem is not None:
+                bad_paths = True
+                results.append(
+                    ValidationResult(str(path), None, [error(str(path), 0, 0, "no-input", problem)])
+                )
+                continue
+            results.append(validate_path(path, max_bytes=args.max_bytes))
     output = render(results, args.format, version=version())
     if output:
         print(output)

@@ -57,16 +57,17 @@ def _err(message: str) -> None:
 def load_workflow(package: str) -> Any:
     """Validate and compile, printing diagnostics; None when the package cannot run."""
     from .model import compile_workflow
-    from .validate import package_file, validate_path
+    from .validate import gc_held, package_file, validate_path
 
     path = package_file(package)
-    result = validate_path(path)
-    for diagnostic in result.diagnostics:
-        if diagnostic.is_error:
-            _err(str(diagnostic))
-    if not result.valid or result.doc is None:
-        return None
-    return compile_workflow(result.doc)
+    with gc_held(freeze=True):
+        result = validate_path(path)
+        for diagnostic in result.diagnostics:
+            if diagnostic.is_error:
+                _err(str(diagnostic))
+        if not result.valid or result.doc is None:
+            return None
+        return compile_workflow(result.doc)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

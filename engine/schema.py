@@ -356,19 +356,28 @@ class TrustedSchema:
     """One of wpk's own schemas: a compiled checker for speed, jsonschema for the messages.
 
     jsonschema interprets a schema on every call (about 2 ms for a runbook); fastjsonschema
-    compiles it into Python once (87 ms) and then checks a runbook in about 0.2 ms. A process
-    that validates once (`wpk run`) should not pay the compile, so it happens the second time
-    the schema is used (a batch `wpk validate`, the sidecar, an agent). Whenever the compiled
-    check finds a problem, jsonschema runs to report every problem with its path. Our own
-    schemas use only draft-07 keywords plus `$defs` and `dependentRequired` (translated below);
-    tests keep the two engines in agreement.
+    compiles it into Python once (87 ms) and then checks a runbook in about 0.2 ms. The runbook
+    schema's compiled checker ships as generated code (`_runbook_check.py`, kept up to date by a
+    test), so it is used from the first call and no process compiles it. Other schemas compile
+    on their second use: a process that validates once should not pay the compile. Whenever the
+    compiled check finds a problem, jsonschema runs to report every problem with its path. Our
+    own schemas use only draft-07 keywords plus `$defs` and `dependentRequired` (translated
+    below); tests keep the two engines in agreement.
     """
 
-    def __init__(self, schema: Mapping[str, Any], *, formats: bool = False) -> None:
+    def __init__(self, schema: Mapping[str, Any], *, formats: bool = False, shipped: Any = None) -> None:
         self.schema = schema
-        self.validator = make_validator(schema, formats=formats, trusted=True)
+        self._validator: Any = None
+        self._formats = formats
         self._uses = 0
-        self._fast: Any = None
+        self._fast: Any = shipped
+
+    @property
+    def validator(self) -> Any:
+        """The jsonschema validator, built when a message is needed (building it costs ~1 ms)."""
+        if self._validator is None:
+            self._validator = make_validator(self.schema, formats=self._formats, trusted=True)
+        return self._validator
 
     def compiled(self) -> Any:
         if self._fast is None:
@@ -381,18 +390,130 @@ class TrustedSchema:
                 self._fast = False
         return self._fast
 
+    def accepts(self, instance: Any) -> bool:
+        """True when the compiled checker is sure `instance` is valid (False: ask jsonschema)."""
+        fast = self.compiled()
+        if not fast:
+            return False
+        try:
+            fast(instance)
+        except Exception:  # invalid (or unsure): jsonschema tells what and where
+            return False
+        return True
+
     def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
         self._uses += 1
-        if self._uses > 1:
-            fast = self.compiled()
-            if fast:
-                try:
-                    fast(instance)
-                except Exception:  # noqa: S110 - invalid (or unsure): jsonschema tells what and where
-                    pass
-                else:
-                    return iter(())
+        if (self._fast is not None or self._uses > 1) and self.accepts(instance):
+            return iter(())
         return self.validator.iter_errors(instance)  # type: ignore[no-any-return]
+
+
+class RunbookSchema(TrustedSchema):
+    """The runbook schema, with a direct check of the common step shape in front.
+
+    Most steps are `{id, uses, needs?, with?, description?}`; checking those fields directly
+    costs about a tenth of the compiled checker's walk through the step schema. When every step
+    has that shape and passes, the rest of the document is checked by the compiled checker with
+    the step list cut to its first step; a step of any other shape (or any doubt) sends the whole
+    document through the compiled checker and, on a problem, jsonschema. The fast path only ever
+    says "valid"; a differential test (tests/test_fast_schema.py) keeps it equal to jsonschema.
+    The field rules (patterns, lengths) are read from the schema, and the fast path turns itself
+    off if the step schema no longer has the shape it knows.
+    """
+
+    def __init__(self, schema: Mapping[str, Any], *, shipped: Any = None) -> None:
+        super().__init__(schema, shipped=shipped)
+        self._common = _common_step_rules(schema)
+
+    def accepts(self, instance: Any) -> bool:
+        rules = self._common
+        if rules is not None and type(instance) is dict:
+            spec = instance.get("spec")
+            steps = spec.get("steps") if type(spec) is dict else None
+            if type(spec) is dict and type(steps) is list and steps and _all_common(steps, rules):
+                head = {**instance, "spec": {**spec, "steps": steps[:1]}}
+                return super().accepts(head)
+        return super().accepts(instance)
+
+
+_COMMON_KEYS = frozenset({"id", "uses", "needs", "with", "description"})
+
+
+def _common_step_rules(schema: Mapping[str, Any]) -> tuple[re.Pattern[str], int, re.Pattern[str], int] | None:
+    """(id pattern, id max length, uses pattern, uses max length) if the schema is as expected."""
+    try:
+        defs = schema["$defs"]
+        spec_steps = schema["properties"]["spec"]["properties"]["steps"]
+        step = defs["step"]
+        props = step["properties"]
+        ident, uses = defs["identifier"], defs["uses"]
+
+        def bare(s: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in s.items() if k not in ("description", "default", "examples")}
+
+        expected: dict[str, dict[str, Any]] = {
+            "id": {"$ref": "#/$defs/identifier"},
+            "uses": {"$ref": "#/$defs/uses"},
+            "with": {"type": "object"},
+            "description": {"type": "string"},
+            "needs": {"type": "array", "items": {"$ref": "#/$defs/identifier"}, "uniqueItems": True},
+        }
+        shapes_known = (
+            {**bare(spec_steps), "items": bare(spec_steps["items"])}
+            == {"type": "array", "items": {"$ref": "#/$defs/step"}, "minItems": 1}
+            and {k: v for k, v in step.items() if k not in ("description", "properties")}
+            == {"type": "object", "additionalProperties": False, "required": ["id", "uses"]}
+            and all(
+                {**bare(props[key]), "items": bare(props[key]["items"])} == want
+                if key == "needs"
+                else bare(props[key]) == want
+                for key, want in expected.items()
+            )
+            and set(bare(ident)) == {"type", "pattern", "maxLength"}
+            and set(bare(uses)) <= {"type", "pattern", "maxLength"}
+            and ident["type"] == "string"
+            and uses["type"] == "string"
+        )
+    except (KeyError, TypeError):
+        return None
+    if not shapes_known:
+        return None
+    return (
+        re.compile(ident["pattern"]),
+        int(ident["maxLength"]),
+        re.compile(uses["pattern"]),
+        int(uses.get("maxLength", 1 << 62)),
+    )
+
+
+def _all_common(steps: list[Any], rules: tuple[re.Pattern[str], int, re.Pattern[str], int]) -> bool:
+    """Whether every step has the common shape and its fields are valid (same rules as the schema)."""
+    id_re, id_max, uses_re, uses_max = rules
+    id_search, uses_search = id_re.search, uses_re.search
+    keys = _COMMON_KEYS
+    for step in steps:
+        if type(step) is not dict or not keys.issuperset(step):
+            return False
+        sid = step.get("id")
+        uses = step.get("uses")
+        if type(sid) is not str or len(sid) > id_max or id_search(sid) is None:
+            return False
+        if type(uses) is not str or len(uses) > uses_max or uses_search(uses) is None:
+            return False
+        if "needs" in step:
+            needs = step["needs"]
+            if type(needs) is not list:
+                return False
+            for need in needs:
+                if type(need) is not str or len(need) > id_max or id_search(need) is None:
+                    return False
+            if len(set(needs)) != len(needs):
+                return False
+        if "with" in step and type(step["with"]) is not dict:
+            return False
+        if "description" in step and type(step["description"]) is not str:
+            return False
+    return True
 
 
 def _as_draft7(schema: Any) -> Any:
@@ -408,11 +529,70 @@ def _as_draft7(schema: Any) -> Any:
 
 
 @functools.cache
-def runbook_validator() -> TrustedSchema:
-    """The checker of wpk.schema.json, built once per process."""
+def runbook_validator() -> RunbookSchema:
+    """The checker of wpk.schema.json, built once per process (with the shipped compiled code)."""
     from wpk import schemas
 
-    return TrustedSchema(schemas.runbook_schema())
+    return RunbookSchema(schemas.runbook_schema(), shipped=shipped_runbook_check())
+
+
+SHIPPED_CHECK_MODULE = "_runbook_check.py"
+"""The runbook schema's compiled checker, generated by `python -m wpk.engine.schema`."""
+
+
+def schema_file_digest() -> str:
+    """sha256 of wpk.schema.json as shipped: the shipped checker names the schema it was made from."""
+    import hashlib
+
+    from wpk import schemas
+
+    return hashlib.sha256(schemas.schema_path().read_bytes()).hexdigest()
+
+
+def shipped_runbook_check() -> Any:
+    """The generated checker, or None if it was made from another schema (then: compile lazily)."""
+    from . import _runbook_check
+
+    if schema_file_digest() != _runbook_check.SCHEMA_SHA256:
+        return None
+    return _runbook_check.CHECK
+
+
+def generate_runbook_check() -> str:
+    """The source of `_runbook_check.py` for the current wpk.schema.json."""
+    import fastjsonschema
+
+    from wpk import schemas
+
+    code = fastjsonschema.compile_to_code(
+        _as_draft7(schemas.runbook_schema()), use_default=False, use_formats=False
+    )
+    entry = re.search(r"^def (validate_\w+)\(", code, re.M)
+    assert entry is not None
+    # The checker raises; what it raises only has to be an exception, so the shipped module
+    # defines its own and a run never imports fastjsonschema (16 ms) at all.
+    imported = "from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException\n"
+    assert imported in code
+    code = code.replace(
+        imported,
+        "class JsonSchemaValueException(ValueError):\n"
+        "    def __init__(self, message, value=None, name=None, definition=None, rule=None):\n"
+        "        super().__init__(message)\n\n\n"
+        "class JsonSchemaValuesException(ValueError):\n"
+        "    def __init__(self, errors):\n"
+        "        super().__init__(errors)\n",
+    )
+    return (
+        '"""Generated by `python -m wpk.engine.schema` from wpk.schema.json: do not edit.\n\n'
+        "fastjsonschema's compiled checker of the runbook schema, shipped so no process compiles it\n"
+        '(tests/test_fast_schema.py fails when it is out of date)."""\n'
+        "# mypy: ignore-errors\n"
+        "# ruff: noqa\n"
+        "# fmt: off\n"
+        f"SCHEMA_SHA256 = {schema_file_digest()!r}\n"
+        f"{code}\n\n"
+        f"CHECK = {entry.group(1)}\n"
+    )
 
 
 @functools.cache
@@ -442,3 +622,11 @@ def _builtin_action_validator(uses: str) -> TrustedSchema:
     info = registry.action_info(uses)
     assert info is not None
     return TrustedSchema(info.input_schema, formats=True)
+
+
+if __name__ == "__main__":  # regenerate the shipped checker after editing wpk.schema.json
+    from pathlib import Path
+
+    target = Path(__file__).with_name(SHIPPED_CHECK_MODULE)
+    target.write_text(generate_runbook_check(), encoding="utf-8")
+    print(f"wrote {target}")
