@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         rollback=not getattr(args, "no_rollback", False),
         adapter_config=config.adapters,
         limits=config.limits,
-        on_event=progress.on_event,
+        on_event=progress.on_event if progress.enabled else None,
     )
     runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
     interrupted = False
@@ -142,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         if interrupted:
                             continue
                         interrupted = True
+                        progress.flush()  # what happened so far comes before the notice
                         _err("wpk: interrupted: cancelling running steps (rollback policy applies)")
                         runner.cancel()
 
@@ -152,7 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .recovery import running_marker
 
     with running_marker(runner.execution_id, args.store):
-        trio.run(main)
+        try:
+            trio.run(main)
+        finally:
+            progress.flush()
     state = runner.state
     if args.dry_run:
         from .plan import build_plan, render_plan_text
@@ -200,20 +204,48 @@ class Progress:
     """Prints what happens, one plain line per event (no cursor tricks, so logs stay readable)."""
 
     def __init__(self, out: TextIO, workflow: Any, *, enabled: bool) -> None:
+        from .events import EventType  # once, not once per event
+
         self.out = out
         self.enabled = enabled
         self.started = time.monotonic()
         self.tty = out.isatty()
         self.workflow = workflow
+        self._types = EventType
+        # A terminal sees each line at once. A pipe or file gets lines in batches (stderr is
+        # line-buffered, so each line was a system call): at most FLUSH_SECONDS late, and all
+        # of them before the summary or when the run ends.
+        self._pending: list[str] = []
+        self._pending_since = 0.0
+
+    FLUSH_SECONDS = 0.5
+    FLUSH_LINES = 512
 
     def line(self, text: str) -> None:
-        if self.enabled:
-            elapsed = time.monotonic() - self.started
-            print(f"{elapsed:7.2f}s {safe_line(text)}", file=self.out, flush=True)
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        text = f"{now - self.started:7.2f}s {safe_line(text)}\n"
+        if self.tty:
+            self.out.write(text)
+            self.out.flush()
+            return
+        if not self._pending:
+            self._pending_since = now
+        self._pending.append(text)
+        if len(self._pending) >= self.FLUSH_LINES or now - self._pending_since >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.out.write("".join(self._pending))
+            self._pending.clear()
+        self.out.flush()
 
     def on_event(self, event: Any) -> None:
-        from .events import EventType as E
-
+        if not self.enabled:
+            return
+        E = self._types
         t, d, step = event.type, event.data, event.step
         item = f"[{event.item}]" if event.item is not None else ""
         if t is E.EXECUTION_CREATED:

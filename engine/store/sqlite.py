@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+_ENCODE = json.JSONEncoder(default=str, allow_nan=False).encode
+"""One encoder for every event: `json.dumps` with options builds a new one per call."""
+
+
 def default_path() -> Path:
     """`$XDG_STATE_HOME/wpk/wpk.db`, else `~/.local/state/wpk/wpk.db`."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -58,7 +62,7 @@ class SQLiteStore:
                 event.time,
                 event.step,
                 event.item,
-                json.dumps(event.data, default=str, allow_nan=False),
+                _ENCODE(event.data),
             )
         )
 
