@@ -36,6 +36,7 @@ def add_subcommands(sub: Any) -> None:
             "sqlite:///path.db, or memory:",
         )
         p.add_argument("--config", help="agent configuration (YAML): adapter settings and limits")
+        add_cache_flag(p)
         if not dry:
             p.add_argument("--no-rollback", action="store_true", help="do not roll back on failure")
         p.set_defaults(func=cmd_run, dry_run=dry)
@@ -43,6 +44,7 @@ def add_subcommands(sub: Any) -> None:
     p = sub.add_parser("graph", help="print the step DAG")
     p.add_argument("package")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    add_cache_flag(p)
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("init", help="scaffold a new runbook package")
@@ -54,20 +56,34 @@ def _err(message: str) -> None:
     print(one_line(message), file=sys.stderr)
 
 
-def load_workflow(package: str) -> Any:
-    """Validate and compile, printing diagnostics; None when the package cannot run."""
-    from .model import compile_workflow
-    from .validate import gc_held, package_file, validate_path
+def add_cache_flag(parser: Any) -> None:
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="validate and compile again, without the compiled-package cache (~/.cache/wpk)",
+    )
 
-    path = package_file(package)
+
+def open_cache(args: argparse.Namespace) -> Any:
+    """The compiled-package cache (engine/cache.py), or None with --no-cache or none usable."""
+    if getattr(args, "no_cache", False):
+        return None
+    from .cache import DiskCache
+
+    return DiskCache.open()
+
+
+def load_workflow(package: str, cache: Any = None) -> Any:
+    """Validate and compile (or find both in the cache), printing errors; None when it cannot run."""
+    from .cache import load_package
+    from .validate import gc_held, package_file
+
     with gc_held(freeze=True):
-        result = validate_path(path)
+        result, workflow = load_package(package_file(package), cache=cache)
         for diagnostic in result.diagnostics:
             if diagnostic.is_error:
                 _err(str(diagnostic))
-        if not result.valid or result.doc is None:
-            return None
-        return compile_workflow(result.doc)
+        return workflow
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -85,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _err(str(diagnostic))
         return EXIT_USAGE
     configure(config.limits)
-    workflow = load_workflow(args.package)
+    workflow = load_workflow(args.package, open_cache(args))
     if workflow is None:
         return EXIT_USAGE
     from_file: dict[str, Any] = {}
@@ -291,7 +307,7 @@ class Progress:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    workflow = load_workflow(args.package)
+    workflow = load_workflow(args.package, open_cache(args))
     if workflow is None:
         return EXIT_USAGE
     print(render_graph(workflow, args.format))

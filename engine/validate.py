@@ -29,10 +29,11 @@ class ValidationResult:
     path: str
     doc: SourceDoc | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    cached: bool = False  # replayed from the compiled-package cache (engine/cache.py): no doc
 
     @property
     def valid(self) -> bool:
-        return self.doc is not None and not has_errors(self.diagnostics)
+        return (self.doc is not None or self.cached) and not has_errors(self.diagnostics)
 
     @property
     def errors(self) -> list[Diagnostic]:
