@@ -8,7 +8,11 @@ shipped code in step with wpk.schema.json.
 
 from __future__ import annotations
 
+import ast
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wpk import schemas
-from wpk.engine import _runbook_check, schema
+from wpk.engine import _action_checks, _runbook_check, schema
 from wpk.engine.loader import load_file
 from wpk.engine.schema import RunbookSchema, make_validator, runbook_validator
 
@@ -37,6 +41,24 @@ def test_shipped_checker_is_up_to_date_with_the_schema() -> None:
     if fastjsonschema.VERSION == _runbook_check.VERSION:  # same generator: the very same code
         shipped = (ROOT / "engine" / schema.SHIPPED_CHECK_MODULE).read_text(encoding="utf-8")
         assert shipped == schema.generate_runbook_check()
+
+
+def test_shipped_action_checkers_are_up_to_date_and_used() -> None:
+    actions = schemas.action_schemas()
+    assert set(_action_checks.FACTORIES) == set(actions)
+    for uses, action_schema in actions.items():
+        digest, factory = _action_checks.FACTORIES[uses]
+        assert digest == schema.schema_digest(action_schema), (
+            f"{uses}: run `python -m wpk.engine.schema` to regenerate engine/_action_checks.py"
+        )
+        assert callable(factory())
+        assert schema._builtin_action_validator(uses).compiled() is not None
+    if fastjsonschema.VERSION == _runbook_check.VERSION:
+        shipped = (ROOT / "engine" / schema.SHIPPED_ACTION_MODULE).read_text(encoding="utf-8")
+        assert shipped == schema.generate_action_checks()
+    noop = schema._builtin_action_validator("core.noop")
+    assert noop.accepts({}) and not noop.accepts({"x": 1})
+    assert [e.validator for e in noop.iter_errors({"x": 1})] == ["additionalProperties"]
 
 
 def test_the_compiled_checker_is_used_from_the_first_call() -> None:
@@ -148,3 +170,47 @@ def test_direct_step_check_never_accepts_an_invalid_step(step_list: Any) -> None
     assert rules is not None
     if schema._all_common(step_list, rules):
         assert jsonschema_valid(document(step_list, {})), step_list
+
+
+def _imported_after(args: list[str], tmp: Path) -> set[str]:
+    code = (
+        "import sys\n"
+        "from wpk.engine.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules}))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "xdg")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env
+    )
+    status, _, modules = out.stdout.strip().splitlines()[-1].partition(" ")
+    assert status == "0", out.stderr
+    return set(ast.literal_eval(modules))
+
+
+ADAPTER_CLIENTS = {"kubernetes", "httpx", "httpcore", "anyio", "urllib3", "requests", "arango"}
+
+
+def test_validate_imports_no_adapter_client_nor_trio(tmp_path: Path) -> None:
+    """`wpk validate` of every example (k8s and api ones included) loads no adapter's client."""
+    for args in (["validate", "--no-cache", str(ROOT / "examples")], ["validate", str(ROOT / "examples")]):
+        imported = _imported_after(args, tmp_path)
+        assert not imported & (ADAPTER_CLIENTS | {"trio"}), imported & (ADAPTER_CLIENTS | {"trio"})
+
+
+def test_a_valid_template_free_run_never_imports_a_schema_engine(tmp_path: Path) -> None:
+    """The shipped checkers answer "valid": jsonschema and fastjsonschema stay unloaded."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "wpk.yaml").write_text(
+        "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: one, version: 1.0.0}\n"
+        "spec:\n  steps:\n    - {id: a, uses: core.noop}\n"
+        "    - {id: b, uses: core.echo, with: {message: hi}}\n"
+    )
+    for args in (
+        ["run", "--no-cache", "--store", "memory:", str(package)],
+        ["run", "--store", "memory:", str(package)],
+    ):
+        imported = _imported_after(args, tmp_path)
+        unwanted = {"jsonschema", "referencing", "fastjsonschema", "jinja2", "regex"} | ADAPTER_CLIENTS
+        assert not imported & unwanted, imported & unwanted
