@@ -73,6 +73,30 @@ def test_the_compiled_checker_is_used_from_the_first_call() -> None:
     assert any("need" in m for m in messages)
 
 
+def test_the_shipped_param_schema_checker_agrees_with_jsonschema() -> None:
+    checker = schema.param_schema_validator()
+    assert checker.compiled() is not None and checker.compiled() is not False
+    plain = make_validator(checker.schema, formats=False, trusted=True)
+    cases: list[Any] = [
+        {"type": "string"},
+        {"type": "strin"},
+        {"type": "integer", "minimum": 1, "maximum": 9, "default": 3},
+        {"type": "string", "bogus": 1},
+        {"type": "array", "items": {"type": "string", "pattern": "^a"}},
+        {"type": "string", "enum": []},
+        {"$ref": "#/x"},
+        [],
+        None,
+    ]
+    for example in EXAMPLES:
+        cases += list(example["spec"].get("params", {}).values())
+    for case in cases:
+        expected = next(plain.iter_errors(case), None) is None
+        if checker.accepts(case):
+            assert expected, case
+        assert (schema.check_param_schema(case) is None) is expected, case
+
+
 def test_the_direct_step_check_is_on_for_the_shipped_schema() -> None:
     """If the step schema changes shape, the fast path turns off; this says it is on today."""
     assert runbook_validator()._common is not None
