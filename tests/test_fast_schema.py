@@ -181,7 +181,7 @@ SPEC_EXTRA = st.sampled_from(
 )
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps(), max_size=5), SPEC_EXTRA)
 def test_fast_paths_agree_with_jsonschema(step_list: Any, spec_extra: dict[str, Any]) -> None:
     doc = document(step_list, spec_extra)
@@ -197,7 +197,7 @@ def test_fast_paths_agree_with_jsonschema(step_list: Any, spec_extra: dict[str, 
         assert schema._all_common(step_list, checker._common)  # type: ignore[arg-type]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(steps(), min_size=1, max_size=4))
 def test_direct_step_check_never_accepts_an_invalid_step(step_list: Any) -> None:
     rules = runbook_validator()._common
