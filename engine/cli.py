@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="file, package folder, or folder to search")
     p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
     p.add_argument("--max-bytes", type=int, default=1024 * 1024, help="largest file accepted (default 1 MiB)")
+    from . import cli_run
+
+    cli_run.add_cache_flag(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print where the WPK JSON Schema is and its $id")
@@ -67,18 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .cache import load_package
+    from .cli_run import open_cache
     from .diagnostics import error
     from .report import render
-    from .validate import ValidationResult, discover, validate_path
+    from .validate import ValidationResult, discover, gc_held
 
+    cache = open_cache(args)
     results = []
     bad_paths = False  # a path that names nothing is a usage error (exit 2), not an invalid runbook
-    for path, problem in discover(args.paths):
-        if problem is not None:
-            bad_paths = True
-            results.append(ValidationResult(str(path), None, [error(str(path), 0, 0, "no-input", problem)]))
-            continue
-        results.append(validate_path(path, max_bytes=args.max_bytes))
+    with gc_held():  # a one-shot process: no collection while it validates (engine/validate.py)
+        for path, problem in discover(args.paths):
+            if problem is not None:
+                bad_paths = True
+                results.append(
+                    ValidationResult(str(path), None, [error(str(path), 0, 0, "no-input", problem)])
+                )
+                continue
+            result, _ = load_package(path, cache=cache, max_bytes=args.max_bytes, compile=False)
+            results.append(result)
     output = render(results, args.format, version=version())
     if output:
         print(output)

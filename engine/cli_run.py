@@ -37,6 +37,7 @@ def add_subcommands(sub: Any) -> None:
             "sqlite:///path.db, or memory:",
         )
         p.add_argument("--config", help="agent configuration (YAML): adapter settings and limits")
+        add_cache_flag(p)
         if not dry:
             p.add_argument("--no-rollback", action="store_true", help="do not roll back on failure")
         p.set_defaults(func=cmd_run, dry_run=dry)
@@ -44,6 +45,7 @@ def add_subcommands(sub: Any) -> None:
     p = sub.add_parser("graph", help="print the step DAG")
     p.add_argument("package")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    add_cache_flag(p)
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("init", help="scaffold a new runbook package")
@@ -55,19 +57,34 @@ def _err(message: str) -> None:
     print(one_line(message), file=sys.stderr)
 
 
-def load_workflow(package: str) -> Any:
-    """Validate and compile, printing diagnostics; None when the package cannot run."""
-    from .model import compile_workflow
-    from .validate import package_file, validate_path
+def add_cache_flag(parser: Any) -> None:
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="validate and compile again, without the compiled-package cache (~/.cache/wpk)",
+    )
 
-    path = package_file(package)
-    result = validate_path(path)
-    for diagnostic in result.diagnostics:
-        if diagnostic.is_error:
-            _err(str(diagnostic))
-    if not result.valid or result.doc is None:
+
+def open_cache(args: argparse.Namespace) -> Any:
+    """The compiled-package cache (engine/cache.py), or None with --no-cache or none usable."""
+    if getattr(args, "no_cache", False):
         return None
-    return compile_workflow(result.doc)
+    from .cache import DiskCache
+
+    return DiskCache.open()
+
+
+def load_workflow(package: str, cache: Any = None) -> Any:
+    """Validate and compile (or find both in the cache), printing errors; None when it cannot run."""
+    from .cache import load_package
+    from .validate import gc_held, package_file
+
+    with gc_held(freeze=True):
+        result, workflow = load_package(package_file(package), cache=cache)
+        for diagnostic in result.diagnostics:
+            if diagnostic.is_error:
+                _err(str(diagnostic))
+        return workflow
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -85,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _err(str(diagnostic))
         return EXIT_USAGE
     configure(config.limits)
-    workflow = load_workflow(args.package)
+    workflow = load_workflow(args.package, open_cache(args))
     if workflow is None:
         return EXIT_USAGE
     from_file: dict[str, Any] = {}
@@ -133,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         rollback=not getattr(args, "no_rollback", False),
         adapter_config=config.adapters,
         limits=config.limits,
-        on_event=progress.on_event,
+        on_event=progress.on_event if progress.enabled else None,
         execution_id=created.execution_id,
         history=[created.first_event] if created.first_event else [],
     )
@@ -155,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         if interrupted:
                             continue
                         interrupted = True
+                        progress.flush()  # what happened so far comes before the notice
                         _err("wpk: interrupted: cancelling running steps (rollback policy applies)")
                         runner.cancel()
 
@@ -180,6 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         _err(f"wpk: the run stopped: the store failed: {one_line(str(failure))}")
         return EXIT_INVALID
+    finally:
+        progress.flush()
     state = runner.state
     if args.dry_run:
         from .plan import build_plan, render_plan_text
@@ -221,20 +241,48 @@ class Progress:
     """Prints what happens, one plain line per event (no cursor tricks, so logs stay readable)."""
 
     def __init__(self, out: TextIO, workflow: Any, *, enabled: bool) -> None:
+        from .events import EventType  # once, not once per event
+
         self.out = out
         self.enabled = enabled
         self.started = time.monotonic()
         self.tty = out.isatty()
         self.workflow = workflow
+        self._types = EventType
+        # A terminal sees each line at once. A pipe or file gets lines in batches (stderr is
+        # line-buffered, so each line was a system call): at most FLUSH_SECONDS late, and all
+        # of them before the summary or when the run ends.
+        self._pending: list[str] = []
+        self._pending_since = 0.0
+
+    FLUSH_SECONDS = 0.5
+    FLUSH_LINES = 512
 
     def line(self, text: str) -> None:
-        if self.enabled:
-            elapsed = time.monotonic() - self.started
-            print(f"{elapsed:7.2f}s {safe_line(text)}", file=self.out, flush=True)
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        text = f"{now - self.started:7.2f}s {safe_line(text)}\n"
+        if self.tty:
+            self.out.write(text)
+            self.out.flush()
+            return
+        if not self._pending:
+            self._pending_since = now
+        self._pending.append(text)
+        if len(self._pending) >= self.FLUSH_LINES or now - self._pending_since >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.out.write("".join(self._pending))
+            self._pending.clear()
+        self.out.flush()
 
     def on_event(self, event: Any) -> None:
-        from .events import EventType as E
-
+        if not self.enabled:
+            return
+        E = self._types
         t, d, step = event.type, event.data, event.step
         item = f"[{event.item}]" if event.item is not None else ""
         if t is E.EXECUTION_CREATED:
@@ -280,7 +328,7 @@ class Progress:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    workflow = load_workflow(args.package)
+    workflow = load_workflow(args.package, open_cache(args))
     if workflow is None:
         return EXIT_USAGE
     print(render_graph(workflow, args.format))

@@ -7,7 +7,7 @@ templates are pre-parsed, the DAG (topological order, predecessors, successors) 
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import enum
 import random
 from collections.abc import Mapping
@@ -217,8 +217,16 @@ def _precompile(value: Any) -> None:
             _precompile(item)
 
 
-def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str, Any], line: int) -> Step:
-    base_retries = _retry_policy(defaults.get("retries"), RetryPolicy())
+def _compile_step(
+    raw: Mapping[str, Any],
+    kind: StepKind,
+    defaults: Mapping[str, Any],
+    line: int,
+    where: Mapping[str, str] | None = None,
+    base_retries: RetryPolicy | None = None,
+) -> Step:
+    if base_retries is None:
+        base_retries = _retry_policy(defaults.get("retries"), RetryPolicy())
     default_timeout = defaults.get("timeout")
     rollback = raw.get("rollback", "auto")
     body: ActionCall | None = None
@@ -259,6 +267,7 @@ def _compile_step(raw: Mapping[str, Any], kind: StepKind, defaults: Mapping[str,
         idempotent=bool(raw.get("idempotent", False)),
         description=str(raw.get("description", "")),
         line=line,
+        where={} if where is None else where,
     )
     for value in (step.call.inputs, step.when, step.for_each, step.outputs, step.timeout_template):
         _precompile(value)
@@ -272,10 +281,10 @@ def topological_order(steps: tuple[Step, ...]) -> tuple[str, ...]:
     for s in steps:
         for need in s.needs:
             successors[need].append(s.id)
-    ready = [s.id for s in steps if not s.needs]
+    ready = collections.deque(s.id for s in steps if not s.needs)
     order: list[str] = []
     while ready:
-        current = ready.pop(0)
+        current = ready.popleft()  # a list's pop(0) made this quadratic
         order.append(current)
         for nxt in successors[current]:
             pending[nxt] -= 1
@@ -306,10 +315,9 @@ def compile_workflow(doc: SourceDoc) -> Workflow:
         return out
 
     def build(items: list[Mapping[str, Any]], kind: StepKind, key: tuple[str, ...]) -> tuple[Step, ...]:
+        retries = _retry_policy(defaults.get("retries"), RetryPolicy())
         return tuple(
-            dataclasses.replace(
-                _compile_step(raw, kind, defaults, doc.mark((*key, i)).line), where=where((*key, i), raw)
-            )
+            _compile_step(raw, kind, defaults, doc.mark((*key, i)).line, where((*key, i), raw), retries)
             for i, raw in enumerate(items)
         )
 

@@ -996,7 +996,9 @@ class Runner:
                     {
                         **scope,
                         "execution": {"id": self.execution_id, "dry_run": self.dry_run, "attempt": attempt},
-                    },
+                    }
+                    if call.templated or step.outputs  # only templates read the scope
+                    else scope,
                     item_index,
                     attempt,
                     timeout,

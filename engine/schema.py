@@ -28,16 +28,15 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from referencing import Registry
-
 from .durations import duration_problem
-from .formats import FORMAT_CHECKER
 
 if TYPE_CHECKING:
     import regex
+    from jsonschema.exceptions import ValidationError
+
+# jsonschema (and its referencing, attrs, rpds: ~110 ms to import) is loaded only when a
+# problem must be reported, or for schemas without a compiled checker: a valid runbook that
+# uses only the shipped checker never imports it.
 
 PATTERN_TIMEOUT_SECONDS = 0.25
 
@@ -136,6 +135,8 @@ def pattern_search(pattern: str, text: str) -> bool:
 def _pattern_keyword(
     validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if not validator.is_type(instance, "string"):
         return
     try:
@@ -160,23 +161,32 @@ def _pattern_keyword(
         yield ValidationError(f"{short_repr(instance)} does not match {pattern!r}")
 
 
-_FORMAT_CHECKER = FORMAT_CHECKER  # every format docs/format.md lists, checked (engine/formats.py)
+@functools.cache
+def safe_validator_class() -> Any:
+    """Draft 2020-12 with a time-bounded `pattern`; used for every schema wpk evaluates."""
+    import jsonschema
 
-SafeValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, validators={"pattern": _pattern_keyword}
-)
-"""Draft 2020-12 with a time-bounded `pattern`; used for every schema wpk evaluates."""
-
-_EMPTY_REGISTRY: Registry[Any] = Registry()
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, validators={"pattern": _pattern_keyword}
+    )
 
 
 def make_validator(schema: Mapping[str, Any], *, formats: bool = True, trusted: bool = False) -> Any:
-    """A validator that resolves nothing outside `schema` itself.
+    """A validator that resolves nothing outside `schema` itself (an empty registry).
 
     `trusted` is for wpk's own published schemas: their patterns are ours and run on `re`.
+    Formats: every format docs/format.md lists, checked (engine/formats.py).
     """
-    cls = Draft202012Validator if trusted else SafeValidator
-    return cls(schema, registry=_EMPTY_REGISTRY, format_checker=_FORMAT_CHECKER if formats else None)
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
+
+    cls = Draft202012Validator if trusted else safe_validator_class()
+    checker = None
+    if formats:
+        from .formats import FORMAT_CHECKER
+
+        checker = FORMAT_CHECKER
+    return cls(schema, registry=Registry(), format_checker=checker)
 
 
 def iter_leaf_errors(validator: Any, instance: Any) -> Iterator[ValidationError]:
@@ -207,7 +217,9 @@ def _leaves(error: ValidationError) -> Iterator[ValidationError]:
         return
     if error.validator in ("anyOf", "oneOf") and error.context:
         # Prefer the branch whose schema matched the instance's type and went deepest.
-        best = jsonschema.exceptions.best_match(error.context)
+        from jsonschema.exceptions import best_match
+
+        best = best_match(error.context)
         if best is not None and len(best.absolute_path) >= len(error.absolute_path):
             if best.validator == "type" and len(best.absolute_path) == len(error.absolute_path):
                 yield error
@@ -348,7 +360,7 @@ def check_param_schema(schema: Mapping[str, Any]) -> str | None:
     Checked against the published `paramSchema` subset (closed, every keyword typed), which is
     stricter than the 2020-12 metaschema for the keywords it allows and ~20x cheaper to apply.
     """
-    error = next(param_schema_validator().iter_errors(schema), None)
+    error = next(param_schema_validator().iter_errors(schema), None)  # compiled check first
     return None if error is None else error.message
 
 
@@ -356,19 +368,28 @@ class TrustedSchema:
     """One of wpk's own schemas: a compiled checker for speed, jsonschema for the messages.
 
     jsonschema interprets a schema on every call (about 2 ms for a runbook); fastjsonschema
-    compiles it into Python once (87 ms) and then checks a runbook in about 0.2 ms. A process
-    that validates once (`wpk run`) should not pay the compile, so it happens the second time
-    the schema is used (a batch `wpk validate`, the sidecar, an agent). Whenever the compiled
-    check finds a problem, jsonschema runs to report every problem with its path. Our own
-    schemas use only draft-07 keywords plus `$defs` and `dependentRequired` (translated below);
-    tests keep the two engines in agreement.
+    compiles it into Python once (87 ms) and then checks a runbook in about 0.2 ms. The runbook
+    schema's compiled checker ships as generated code (`_runbook_check.py`, kept up to date by a
+    test), so it is used from the first call and no process compiles it. Other schemas compile
+    on their second use: a process that validates once should not pay the compile. Whenever the
+    compiled check finds a problem, jsonschema runs to report every problem with its path. Our
+    own schemas use only draft-07 keywords plus `$defs` and `dependentRequired` (translated
+    below); tests keep the two engines in agreement.
     """
 
-    def __init__(self, schema: Mapping[str, Any], *, formats: bool = False) -> None:
+    def __init__(self, schema: Mapping[str, Any], *, formats: bool = False, shipped: Any = None) -> None:
         self.schema = schema
-        self.validator = make_validator(schema, formats=formats, trusted=True)
+        self._validator: Any = None
+        self._formats = formats
         self._uses = 0
-        self._fast: Any = None
+        self._fast: Any = shipped
+
+    @property
+    def validator(self) -> Any:
+        """The jsonschema validator, built when a message is needed (building it costs ~1 ms)."""
+        if self._validator is None:
+            self._validator = make_validator(self.schema, formats=self._formats, trusted=True)
+        return self._validator
 
     def compiled(self) -> Any:
         if self._fast is None:
@@ -381,18 +402,130 @@ class TrustedSchema:
                 self._fast = False
         return self._fast
 
+    def accepts(self, instance: Any) -> bool:
+        """True when the compiled checker is sure `instance` is valid (False: ask jsonschema)."""
+        fast = self.compiled()
+        if not fast:
+            return False
+        try:
+            fast(instance)
+        except Exception:  # invalid (or unsure): jsonschema tells what and where
+            return False
+        return True
+
     def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
         self._uses += 1
-        if self._uses > 1:
-            fast = self.compiled()
-            if fast:
-                try:
-                    fast(instance)
-                except Exception:  # noqa: S110 - invalid (or unsure): jsonschema tells what and where
-                    pass
-                else:
-                    return iter(())
+        if (self._fast is not None or self._uses > 1) and self.accepts(instance):
+            return iter(())
         return self.validator.iter_errors(instance)  # type: ignore[no-any-return]
+
+
+class RunbookSchema(TrustedSchema):
+    """The runbook schema, with a direct check of the common step shape in front.
+
+    Most steps are `{id, uses, needs?, with?, description?}`; checking those fields directly
+    costs about a tenth of the compiled checker's walk through the step schema. When every step
+    has that shape and passes, the rest of the document is checked by the compiled checker with
+    the step list cut to its first step; a step of any other shape (or any doubt) sends the whole
+    document through the compiled checker and, on a problem, jsonschema. The fast path only ever
+    says "valid"; a differential test (tests/test_fast_schema.py) keeps it equal to jsonschema.
+    The field rules (patterns, lengths) are read from the schema, and the fast path turns itself
+    off if the step schema no longer has the shape it knows.
+    """
+
+    def __init__(self, schema: Mapping[str, Any], *, shipped: Any = None) -> None:
+        super().__init__(schema, shipped=shipped)
+        self._common = _common_step_rules(schema)
+
+    def accepts(self, instance: Any) -> bool:
+        rules = self._common
+        if rules is not None and type(instance) is dict:
+            spec = instance.get("spec")
+            steps = spec.get("steps") if type(spec) is dict else None
+            if type(spec) is dict and type(steps) is list and steps and _all_common(steps, rules):
+                head = {**instance, "spec": {**spec, "steps": steps[:1]}}
+                return super().accepts(head)
+        return super().accepts(instance)
+
+
+_COMMON_KEYS = frozenset({"id", "uses", "needs", "with", "description"})
+
+
+def _common_step_rules(schema: Mapping[str, Any]) -> tuple[re.Pattern[str], int, re.Pattern[str], int] | None:
+    """(id pattern, id max length, uses pattern, uses max length) if the schema is as expected."""
+    try:
+        defs = schema["$defs"]
+        spec_steps = schema["properties"]["spec"]["properties"]["steps"]
+        step = defs["step"]
+        props = step["properties"]
+        ident, uses = defs["identifier"], defs["uses"]
+
+        def bare(s: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in s.items() if k not in ("description", "default", "examples")}
+
+        expected: dict[str, dict[str, Any]] = {
+            "id": {"$ref": "#/$defs/identifier"},
+            "uses": {"$ref": "#/$defs/uses"},
+            "with": {"type": "object"},
+            "description": {"type": "string"},
+            "needs": {"type": "array", "items": {"$ref": "#/$defs/identifier"}, "uniqueItems": True},
+        }
+        shapes_known = (
+            {**bare(spec_steps), "items": bare(spec_steps["items"])}
+            == {"type": "array", "items": {"$ref": "#/$defs/step"}, "minItems": 1}
+            and {k: v for k, v in step.items() if k not in ("description", "properties")}
+            == {"type": "object", "additionalProperties": False, "required": ["id", "uses"]}
+            and all(
+                {**bare(props[key]), "items": bare(props[key]["items"])} == want
+                if key == "needs"
+                else bare(props[key]) == want
+                for key, want in expected.items()
+            )
+            and set(bare(ident)) == {"type", "pattern", "maxLength"}
+            and set(bare(uses)) <= {"type", "pattern", "maxLength"}
+            and ident["type"] == "string"
+            and uses["type"] == "string"
+        )
+    except (KeyError, TypeError):
+        return None
+    if not shapes_known:
+        return None
+    return (
+        re.compile(ident["pattern"]),
+        int(ident["maxLength"]),
+        re.compile(uses["pattern"]),
+        int(uses.get("maxLength", 1 << 62)),
+    )
+
+
+def _all_common(steps: list[Any], rules: tuple[re.Pattern[str], int, re.Pattern[str], int]) -> bool:
+    """Whether every step has the common shape and its fields are valid (same rules as the schema)."""
+    id_re, id_max, uses_re, uses_max = rules
+    id_search, uses_search = id_re.search, uses_re.search
+    keys = _COMMON_KEYS
+    for step in steps:
+        if type(step) is not dict or not keys.issuperset(step):
+            return False
+        sid = step.get("id")
+        uses = step.get("uses")
+        if type(sid) is not str or len(sid) > id_max or id_search(sid) is None:
+            return False
+        if type(uses) is not str or len(uses) > uses_max or uses_search(uses) is None:
+            return False
+        if "needs" in step:
+            needs = step["needs"]
+            if type(needs) is not list:
+                return False
+            for need in needs:
+                if type(need) is not str or len(need) > id_max or id_search(need) is None:
+                    return False
+            if len(set(needs)) != len(needs):
+                return False
+        if "with" in step and type(step["with"]) is not dict:
+            return False
+        if "description" in step and type(step["description"]) is not str:
+            return False
+    return True
 
 
 def _as_draft7(schema: Any) -> Any:
@@ -408,19 +541,137 @@ def _as_draft7(schema: Any) -> Any:
 
 
 @functools.cache
-def runbook_validator() -> TrustedSchema:
-    """The checker of wpk.schema.json, built once per process."""
+def runbook_validator() -> RunbookSchema:
+    """The checker of wpk.schema.json, built once per process (with the shipped compiled code)."""
     from wpk import schemas
 
-    return TrustedSchema(schemas.runbook_schema())
+    return RunbookSchema(schemas.runbook_schema(), shipped=shipped_runbook_check())
+
+
+SHIPPED_CHECK_MODULE = "_runbook_check.py"
+SHIPPED_ACTION_MODULE = "_action_checks.py"
+"""The runbook schema's compiled checker, generated by `python -m wpk.engine.schema`."""
+
+
+def schema_file_digest() -> str:
+    """sha256 of wpk.schema.json as shipped: the shipped checker names the schema it was made from."""
+    import hashlib
+
+    from wpk import schemas
+
+    return hashlib.sha256(schemas.schema_path().read_bytes()).hexdigest()
+
+
+def shipped_runbook_check() -> Any:
+    """The generated checker, or None if it was made from another schema (then: compile lazily)."""
+    from . import _runbook_check
+
+    if schema_file_digest() != _runbook_check.SCHEMA_SHA256:
+        return None
+    return _runbook_check.CHECK
+
+
+_FJS_IMPORT = "from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException\n"
+_OWN_EXCEPTIONS = (
+    "class JsonSchemaValueException(ValueError):\n"
+    "    def __init__(self, message, value=None, name=None, definition=None, rule=None):\n"
+    "        super().__init__(message)\n\n\n"
+    "class JsonSchemaValuesException(ValueError):\n"
+    "    def __init__(self, errors):\n"
+    "        super().__init__(errors)\n"
+)
+_GENERATED_HEADER = (
+    '"""Generated by `python -m wpk.engine.schema` from wpk-schemas/v1: do not edit.\n\n'
+    "fastjsonschema's compiled checkers of wpk's own schemas, shipped so no process compiles them\n"
+    "or imports fastjsonschema (tests/test_fast_schema.py fails when they are out of date). What\n"
+    'they raise only has to be an exception, so the module defines its own."""\n'
+    "# mypy: ignore-errors\n"
+    "# ruff: noqa\n"
+)
+
+
+def _compiled_code(schema: Mapping[str, Any]) -> tuple[str, str]:
+    """fastjsonschema's code for `schema` without its import of fastjsonschema, and its entry."""
+    import fastjsonschema
+
+    code = fastjsonschema.compile_to_code(_as_draft7(schema), use_default=False, use_formats=False)
+    entry = re.search(r"^def (validate_\w+)\(", code, re.M)
+    assert entry is not None and _FJS_IMPORT in code
+    return code.replace(_FJS_IMPORT, ""), entry.group(1)
+
+
+def schema_digest(schema: Mapping[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+
+
+def generate_runbook_check() -> str:
+    """The source of `_runbook_check.py` for the current wpk.schema.json."""
+    from wpk import schemas
+
+    code, entry = _compiled_code(schemas.runbook_schema())
+    params_code, params_entry = _compiled_code(_param_schema_schema())
+    params_body = "\n".join(("    " + line) if line.strip() else "" for line in params_code.splitlines())
+    return (
+        f"{_GENERATED_HEADER}SCHEMA_SHA256 = {schema_file_digest()!r}\n"
+        f"{_OWN_EXCEPTIONS}\n\n{code}\n\nCHECK = {entry}\n\n\n"
+        f"def PARAM_SCHEMA_CHECK():\n{params_body}\n    return {params_entry}\n"
+    )
+
+
+def generate_action_checks() -> str:
+    """The source of `_action_checks.py`: one factory per built-in action's input schema.
+
+    Each schema's code is wrapped in a function (its module-level names become locals), so the
+    fifteen checkers share one module and each is built only when its action is first checked."""
+    from wpk import schemas
+
+    out = [_GENERATED_HEADER, _OWN_EXCEPTIONS, "\n"]
+    table = []
+    for uses, schema in sorted(schemas.action_schemas().items()):
+        code, entry = _compiled_code(schema)
+        name = "_" + uses.replace(".", "_")
+        body = "\n".join(("    " + line) if line.strip() else "" for line in code.splitlines())
+        out.append(f"\ndef {name}():\n{body}\n    return {entry}\n\n")
+        table.append(f"    {uses!r}: ({schema_digest(schema)!r}, {name}),\n")
+    out.append("\nFACTORIES = {\n" + "".join(table) + "}\n")
+    return "".join(out)
+
+
+def shipped_action_check(uses: str, schema: Mapping[str, Any]) -> Any:
+    """The shipped checker of a built-in action's inputs, or None (then: compile lazily)."""
+    from . import _action_checks
+
+    found: Any = _action_checks.FACTORIES.get(uses)
+    if found is None or found[0] != schema_digest(schema) or _uses_format(schema):
+        return None  # (the compiled checkers skip `format`, which jsonschema checks here)
+    return found[1]()
+
+
+def _uses_format(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        return "format" in schema or any(_uses_format(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_uses_format(v) for v in schema)
+    return False
+
+
+def _param_schema_schema() -> dict[str, Any]:
+    from wpk import schemas
+
+    return {"$ref": "#/$defs/paramSchema", "$defs": schemas.runbook_schema()["$defs"]}
 
 
 @functools.cache
-def param_schema_validator() -> Any:
-    from wpk import schemas
+def param_schema_validator() -> TrustedSchema:
+    """The `paramSchema` subset's checker: the shipped compiled one, jsonschema for messages."""
+    from . import _runbook_check
 
-    defs = schemas.runbook_schema()["$defs"]
-    return make_validator({"$ref": "#/$defs/paramSchema", "$defs": defs}, formats=False, trusted=True)
+    factory: Any = _runbook_check.PARAM_SCHEMA_CHECK
+    shipped = factory() if shipped_runbook_check() is not None else None
+    return TrustedSchema(_param_schema_schema(), shipped=shipped)
 
 
 def action_validator(uses: str) -> Any:
@@ -441,4 +692,17 @@ def _builtin_action_validator(uses: str) -> TrustedSchema:
 
     info = registry.action_info(uses)
     assert info is not None
-    return TrustedSchema(info.input_schema, formats=True)
+    shipped = shipped_action_check(uses, info.input_schema)
+    return TrustedSchema(info.input_schema, formats=True, shipped=shipped)
+
+
+if __name__ == "__main__":  # regenerate the shipped checker after editing wpk.schema.json
+    from pathlib import Path
+
+    for module, source in (
+        (SHIPPED_CHECK_MODULE, generate_runbook_check()),
+        (SHIPPED_ACTION_MODULE, generate_action_checks()),
+    ):
+        target = Path(__file__).with_name(module)
+        target.write_text(source, encoding="utf-8")
+        print(f"wrote {target}")

@@ -54,25 +54,84 @@ _SAMPLES: dict[str, Any] = {"string": "x", "integer": 0, "number": 0.5, "boolean
 SiteKind = Literal["step", "finally", "rollback_step", "rollback_body"]
 
 
-@dataclass(frozen=True, slots=True)
-class Visibility:
-    """The steps a site may reference, as a bitset over step positions.
+class _Ancestry:
+    """Every main step's transitive `needs` as bitsets, computed on the first question only.
 
-    Ancestor sets of a long chain are O(N^2) as Python sets (10,000 steps took 5 GB); as
-    integers shared through one index they are a few kilobytes each.
+    On a chain the bitsets add up to O(N^2) bits (95 MiB at 40,000 steps), and most runbooks
+    never ask: only a template that refers to another step does. So nothing is computed until
+    then, and a runbook without such templates stays linear."""
+
+    __slots__ = ("_all_main", "_memo", "graph", "index", "main_ids")
+
+    def __init__(
+        self, graph: Mapping[str, Sequence[str]], index: Mapping[str, int], main_ids: set[str]
+    ) -> None:
+        self.graph = graph
+        self.index = index
+        self.main_ids = main_ids
+        self._memo: dict[str, int] | None = None
+        self._all_main: int | None = None
+
+    def of(self, step_id: str) -> int:
+        if self._memo is None:
+            self._memo = _ancestor_bits(self.graph, self.index)
+        return self._memo.get(step_id, 0)
+
+    def all_main(self) -> int:
+        """Every main step, built in one pass (summing N shifted integers is quadratic)."""
+        if self._all_main is None:
+            positions = bytearray((len(self.index) + 8) // 8)
+            for step_id in self.main_ids:
+                position = self.index[step_id]
+                positions[position >> 3] |= 1 << (position & 7)
+            self._all_main = int.from_bytes(positions, "little")
+        return self._all_main
+
+
+class Visibility:
+    """The steps a site may reference: a step's ancestors (or every main step) plus some more.
+
+    A bitset over step positions, resolved on first use: ancestor sets of a long chain are
+    O(N^2) as Python sets (10,000 steps took 5 GB); as integers shared through one index they
+    are a few kilobytes each, and a site nobody asks about costs nothing.
     """
 
-    index: Mapping[str, int]
-    bits: int = 0
+    __slots__ = ("_ancestry", "_base", "_bits", "_parent", "_step")
+
+    def __init__(
+        self, ancestry: _Ancestry, base: str | None, parent: Visibility | None = None, step: str = ""
+    ) -> None:
+        self._ancestry = ancestry
+        self._base = base  # a step id (its ancestors), "" (every main step) or None (nothing)
+        self._parent = parent  # `parent`'s steps plus `step` (a list of steps that run in order)
+        self._step = step
+        self._bits: int | None = None
+
+    @property
+    def bits(self) -> int:
+        if self._bits is None:
+            chain: list[Visibility] = []
+            node = self
+            while node._bits is None and node._parent is not None:
+                chain.append(node)
+                node = node._parent
+            if node._bits is None:
+                ancestry, base = self._ancestry, node._base
+                node._bits = 0 if base is None else ancestry.all_main() if base == "" else ancestry.of(base)
+            bits = node._bits
+            for later in reversed(chain):
+                bits |= 1 << self._ancestry.index[later._step]
+                later._bits = bits
+        return self._bits  # type: ignore[return-value]
 
     def __contains__(self, step_id: object) -> bool:
-        position = self.index.get(step_id) if isinstance(step_id, str) else None
+        position = self._ancestry.index.get(step_id) if isinstance(step_id, str) else None
         return position is not None and bool((self.bits >> position) & 1)
 
     def with_step(self, step_id: str | None) -> Visibility:
-        if step_id is None or step_id not in self.index:
+        if step_id is None or step_id not in self._ancestry.index:
             return self
-        return Visibility(self.index, self.bits | (1 << self.index[step_id]))
+        return Visibility(self._ancestry, self._base, self, step_id)
 
 
 @dataclass(slots=True)
@@ -225,19 +284,19 @@ class Checker:
         main_ids = {b["id"] for _, b in main if isinstance(b.get("id"), str)}
         graph = self.check_needs(main, main_ids, set(seen))
         index = {step_id: i for i, step_id in enumerate(seen)}
-        ancestors = _ancestor_bits(graph, index)
-        nothing = Visibility(index)
+        ancestry = _Ancestry(graph, index, main_ids)
+        nothing = Visibility(ancestry, None)
         sites: list[StepSite] = []
         for path, body in main:
             step_id = body.get("id") if isinstance(body.get("id"), str) else None
-            visible = Visibility(index, ancestors.get(step_id, 0)) if step_id else nothing
+            visible = Visibility(ancestry, step_id) if step_id else nothing
             sites.append(StepSite(path, "step", body, step_id, visible, "for_each" in body))
             if isinstance(body.get("rollback"), Mapping):
                 sites.append(
                     StepSite(path + ("rollback",), "rollback_body", body["rollback"], step_id,
                              visible.with_step(step_id), "for_each" in body)
                 )  # fmt: skip
-        all_main = Visibility(index, sum(1 << index[s] for s in main_ids))
+        all_main = Visibility(ancestry, "")
         for later in (finally_, rollback_steps):
             kind: SiteKind = "finally" if later is finally_ else "rollback_step"
             visible = all_main  # and every earlier step of the same list: they run in order

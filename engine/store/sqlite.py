@@ -56,6 +56,10 @@ _INSERT_ROW = (
 )
 
 
+_ENCODE = json.JSONEncoder(default=str, allow_nan=False).encode
+"""One encoder for every event: `json.dumps` with options builds a new one per call."""
+
+
 def default_path() -> Path:
     """`$XDG_STATE_HOME/wpk/wpk.db`, else `~/.local/state/wpk/wpk.db`."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -220,7 +224,7 @@ class SQLiteStore:
             event.time,
             event.step,
             event.item,
-            _dumps(event.data),
+            _ENCODE(event.data),
         )
 
     def _insert_events(self, batch: list[tuple[str, Event, _EventRow]]) -> None:
