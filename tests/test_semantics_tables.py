@@ -248,7 +248,8 @@ async def test_a_when_that_cannot_render_fails_the_step_and_skips_its_chain() ->
     """)
     runner, _ = await run(wf)
     assert statuses(runner) == {"probe": "completed", "act": "failed", "after": "skipped"}
-    assert (runner.state.steps["act"].error or "").startswith("when:")
+    # the error names the field, after its file:line:col (docs/running.md)
+    assert (runner.state.steps["act"].error or "").startswith("t.yaml:8:56: when: undefined: ")
 
 
 # -- retries: exact delays under the seeded random source ------------------------------------
