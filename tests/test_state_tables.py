@@ -34,6 +34,7 @@ ALLOWED = {
     (S.PENDING, S.RUNNING),
     (S.PENDING, S.SKIPPED),
     (S.PENDING, S.CANCELLED),
+    (S.RUNNING, S.RUNNING),  # re-run on resume (durable store): its agent was lost while it ran
     (S.RUNNING, S.COMPLETED),
     (S.RUNNING, S.FAILED),
     (S.RUNNING, S.SKIPPED),
