@@ -21,9 +21,12 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from wpk.adapters.registry import adapter_names
 from wpk.engine.agent import Agent, AgentConfig
 from wpk.engine.executions import WorkflowCache
+from wpk.engine.scheduler import DEFAULT_AGING_RATE
 from wpk.engine.store import open_store
+from wpk.engine.store.base import LEASE_SECONDS
 
 from .app import create_app
 from .context import Sidecar
@@ -50,6 +53,9 @@ class ServeConfig:
     adapter_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     version: str = "0+unknown"
     max_body: int = 4 * 1024 * 1024
+    aging_rate: float = DEFAULT_AGING_RATE  # priority points per minute (engine/scheduler.py)
+    heartbeat_seconds: float = 10.0
+    lease_seconds: float = LEASE_SECONDS
 
 
 def is_loopback(host: str) -> bool:
@@ -87,9 +93,14 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
             labels=dict(config.labels),
             adapter_config=config.adapter_config,
             version=config.version,
+            aging_rate=config.aging_rate,
+            heartbeat_seconds=config.heartbeat_seconds,
+            lease_seconds=config.lease_seconds,
+            adapters=tuple(adapter_names()),
         ),
         cache=cache,
         observer=observer_for(metrics),
+        on_claim=metrics.claim_latency.observe,
     )
     sidecar = Sidecar(
         store=store,
