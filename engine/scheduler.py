@@ -57,9 +57,9 @@ class IllegalTransition(Exception):
     """A state change the lifecycle does not allow (409 over HTTP)."""
 
     def __init__(self, agent_id: str, state: str, to: str, request: str | None = None) -> None:
-        what = f"{request} " if request else ""
+        what = f"{request} it" if request else f"go to {to}"
         super().__init__(
-            f"agent {agent_id} is {state}: cannot {what}go to {to} "
+            f"agent {agent_id} is {state}: cannot {what} "
             f"(allowed from {state}: {', '.join(allowed_from(state)) or 'nothing'})"
         )
         self.agent_id = agent_id
