@@ -1,0 +1,202 @@
+"""Agents and the priority queue with real `wpk serve` processes sharing one SQLite store.
+
+Pause holds the queue and resume runs the highest priority first; placement waits for an agent
+with the labels; a pause or drain asked through another process is applied at the agent's
+next heartbeat; an agent killed with SIGKILL is marked failed by the other; SIGTERM drains.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sidecar_server import WPK, Server, start_server, wait_status
+
+NOOP = """\
+apiVersion: wpk/v1
+kind: Runbook
+metadata: {name: noop, version: 1.0.0}
+spec:
+  steps:
+    - {id: a, uses: core.noop}
+"""
+PLACED = NOOP.replace("name: noop", "name: placed").replace(
+    "spec:\n", "spec:\n  placement: {labels: {cluster: prod-eu}}\n"
+)
+SLOW = """\
+apiVersion: wpk/v1
+kind: Runbook
+metadata: {name: slow, version: 1.0.0}
+spec:
+  params:
+    seconds: {type: number, default: 30}
+  steps:
+    - id: wait
+      uses: shell.run
+      with: {command: "sleep {{ params.seconds }}"}
+      rollback: none
+"""
+FAST = ("--heartbeat", "0.2", "--lease", "2")
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+def submit(client: httpx.Client, content: str, **extra: Any) -> str:
+    response = client.post("/execute", json={"wpk_content": content, **extra})
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+def rows(db: Path) -> dict[str, dict[str, Any]]:
+    keys = ("execution_id", "priority", "status", "agent_id", "created_at", "started_at", "lease_until")
+    with sqlite3.connect(db) as conn:
+        found = conn.execute(f"SELECT {', '.join(keys)} FROM executions").fetchall()
+    return {r[0]: dict(zip(keys, r, strict=True)) for r in found}
+
+
+def agents(client: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {a["agent_id"]: a for a in client.get("/agents").json()["agents"]}
+
+
+def wpk(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*WPK, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -> None:
+    db = tmp_path / "wpk.db"
+    store = f"sqlite:///{db}"
+    a = start_server(tmp_path, "--agent-id", "A", "--capacity", "1", *FAST)
+    b: Server | None = None
+    ca = a.client()
+    try:
+        eventually(lambda: agents(ca).get("A", {}).get("state") == "running", what="A registered")
+        # A pause recorded in the store by another process is applied at A's next heartbeat.
+        out = wpk("agents", "pause", "A", "--store", store)
+        assert out.returncode == 0, out.stderr
+        assert "pause requested" in out.stdout
+        eventually(lambda: ca.get("/health").json()["agent_state"] == "paused", what="A paused")
+        assert agents(ca)["A"]["requested"] is None
+
+        low = [submit(ca, NOOP, priority=10) for _ in range(4)]
+        high = [submit(ca, NOOP, priority=90) for _ in range(4)]
+        placed = submit(ca, PLACED, priority=50)
+        time.sleep(0.6)  # three heartbeats and polls: nothing is claimed while paused
+        assert {rows(db)[i]["status"] for i in low + high + [placed]} == {"pending"}
+
+        queue = ca.get("/queue").json()
+        assert [e["execution_id"] for e in queue["executions"]] == [*high, placed, *low]
+        reasons = {e["execution_id"]: e["waiting_reason"] for e in queue["executions"]}
+        assert reasons[placed] == "no live agent has the labels cluster=prod-eu"
+        assert reasons[low[0]] == "every agent that could run it is paused"
+        assert ca.get(f"/execute/{placed}").json()["waiting_reason"] == reasons[placed]
+        metrics = ca.get("/metrics").text
+        assert 'workflow_agents{state="paused"} 1.0' in metrics
+        assert 'workflow_queue_depth{band="high"} 4.0' in metrics
+        assert 'workflow_queue_depth{band="low"} 4.0' in metrics
+        assert "workflow_claim_latency_seconds_bucket" in metrics
+        listing = wpk("queue", "--url", a.url, "--token", str(a.token))
+        assert listing.returncode == 0 and "9 pending" in listing.stdout, listing.stdout
+
+        resumed = ca.post("/agents/A/resume")
+        assert resumed.status_code == 202 and resumed.json()["state"] == "running"
+        for eid in high + low:
+            wait_status(ca, eid, {"completed"})
+        started = sorted(high + low, key=lambda i: rows(db)[i]["started_at"])
+        assert set(started[:4]) == set(high), "the four at priority 90 run first"
+        assert started[:4] == high and started[4:] == low  # FIFO within a priority
+        assert rows(db)[placed]["status"] == "pending"
+
+        # An agent with the labels joins: the placed execution runs there.
+        b = start_server(tmp_path, "--agent-id", "B", "--labels", "cluster=prod-eu", *FAST)
+        wait_status(ca, placed, {"completed"})
+        assert rows(db)[placed]["agent_id"] == "B"
+
+        # Drain B through A's API: recorded, applied at B's heartbeat; B finishes and exits 0.
+        drained = ca.post("/agents/B/drain")
+        assert drained.status_code == 202 and drained.json()["requested"] == "drain"
+        assert b.proc.wait(20) == 0
+        assert agents(ca)["B"]["state"] == "stopped"
+        refused = ca.post("/agents/B/resume")
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "illegal_transition"
+        assert "agent B is stopped: cannot resume it" in refused.json()["error"]["message"]
+        assert ca.post("/agents/nobody/pause").status_code == 404
+        out = wpk("agents", "resume", "B", "--url", a.url, "--token", str(a.token))
+        assert out.returncode == 1 and "cannot resume it" in out.stderr
+
+        listed = wpk("agents", "list", "--store", store, "--format", "json")
+        states = {x["agent_id"]: x["state"] for x in json.loads(listed.stdout)["agents"]}
+        assert states == {"A": "running", "B": "stopped"}
+    finally:
+        ca.close()
+        assert a.stop() == 0
+        if b is not None:
+            b.stop()
+    assert {
+        x["agent_id"]: x["state"]
+        for x in json.loads(wpk("agents", "list", "--store", store, "--format", "json").stdout)["agents"]
+    } == {"A": "stopped", "B": "stopped"}
+
+
+def test_sigkill_marks_the_agent_failed_and_sigterm_drains(tmp_path: Path) -> None:
+    db = tmp_path / "wpk.db"
+    store = f"sqlite:///{db}"
+    a = start_server(tmp_path, "--agent-id", "A", "--capacity", "1", *FAST)
+    b = start_server(tmp_path, "--agent-id", "B", "--capacity", "1", "--grace", "20", *FAST)
+    ca, cb = a.client(), b.client()
+    try:
+        assert cb.post("/agents/B/pause").json()["state"] == "paused"
+        slow = submit(ca, SLOW, parameters={"seconds": 30})
+        wait_status(ca, slow, {"running"})
+        assert rows(db)[slow]["agent_id"] == "A"
+        a.proc.kill()  # SIGKILL: no goodbye, the heartbeats just stop
+        a.proc.wait(10)
+        assert cb.post("/agents/B/resume").json()["state"] == "running"
+        eventually(lambda: agents(cb)["A"]["state"] == "failed", timeout=15, what="A marked failed")
+        assert 'workflow_agents{state="failed"} 1.0' in cb.get("/metrics").text
+        # A's lease on its execution has run out (the resume queue takes it from there, DESIGN §5),
+        # or B has taken it over already.
+        row = rows(db)[slow]
+        assert row["agent_id"] == "B" or row["lease_until"] < time.time()
+        # New work goes to the live agent.
+        fresh = submit(cb, NOOP)
+        wait_status(cb, fresh, {"completed"})
+        assert rows(db)[fresh]["agent_id"] == "B"
+
+        # SIGTERM drains: the running execution finishes, queued ones stay queued for others.
+        running = submit(cb, SLOW, parameters={"seconds": 1.5})
+        wait_status(cb, running, {"running"})
+        queued = [submit(cb, NOOP, priority=1) for _ in range(2)]
+        assert b.stop(signal.SIGTERM) == 0
+        assert "draining" in b.log and "stopped" in b.log
+        after = rows(db)
+        assert after[running]["status"] == "completed"
+        assert {after[q]["status"] for q in queued} == {"pending"}
+        listing = json.loads(wpk("queue", "--store", store, "--format", "json").stdout)
+        assert {e["waiting_reason"] for e in listing["executions"]} == {"no live agent"}
+        states = {
+            x["agent_id"]: x["state"]
+            for x in json.loads(wpk("agents", "list", "--store", store, "--format", "json").stdout)["agents"]
+        }
+        assert states == {"A": "failed", "B": "stopped"}
+    finally:
+        ca.close()
+        cb.close()
+        a.stop(signal.SIGKILL)
+        b.stop()
