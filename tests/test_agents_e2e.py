@@ -7,6 +7,7 @@ next heartbeat; an agent killed with SIGKILL is marked failed by the other; SIGT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -65,7 +66,7 @@ def submit(client: httpx.Client, content: str, **extra: Any) -> str:
 
 def rows(db: Path) -> dict[str, dict[str, Any]]:
     keys = ("execution_id", "priority", "status", "agent_id", "created_at", "started_at", "lease_until")
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         found = conn.execute(f"SELECT {', '.join(keys)} FROM executions").fetchall()
     return {r[0]: dict(zip(keys, r, strict=True)) for r in found}
 
