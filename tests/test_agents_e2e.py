@@ -141,6 +141,11 @@ def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -
         out = wpk("agents", "resume", "B", "--url", a.url, "--token", str(a.token))
         assert out.returncode == 1 and "cannot resume it" in out.stderr
 
+        later = submit(ca, NOOP, not_before="2999-01-01T00:00:00Z")
+        assert ca.get(f"/execute/{later}").json()["waiting_reason"] == "not before 2999-01-01T00:00:00Z"
+        bad = ca.post("/execute", json={"wpk_content": NOOP, "not_before": "tomorrow"})
+        assert bad.status_code == 400 and bad.json()["error"]["details"] == {"field": "not_before"}
+
         listed = wpk("agents", "list", "--store", store, "--format", "json")
         states = {x["agent_id"]: x["state"] for x in json.loads(listed.stdout)["agents"]}
         assert states == {"A": "running", "B": "stopped"}
