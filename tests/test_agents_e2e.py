@@ -1,4 +1,5 @@
-"""Agents and the priority queue with real `wpk serve` processes sharing one SQLite store.
+"""Agents and the priority queue with real `wpk serve` processes sharing one SQLite store
+(the same scenarios on the ArangoDB double: tests/agents_arango_enable_after_merge.py).
 
 Pause holds the queue and resume runs the highest priority first; placement waits for an agent
 with the labels; a pause or drain asked through another process is applied at the agent's
@@ -7,18 +8,22 @@ next heartbeat; an agent killed with SIGKILL is marked failed by the other; SIGT
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import trio
 from sidecar_server import WPK, Server, start_server, wait_status
+
+from wpk.engine.store import ExecutionQuery, ExecutionRow, open_store
 
 NOOP = """\
 apiVersion: wpk/v1
@@ -64,31 +69,65 @@ def submit(client: httpx.Client, content: str, **extra: Any) -> str:
     return str(response.json()["execution_id"])
 
 
-def rows(db: Path) -> dict[str, dict[str, Any]]:
-    keys = ("execution_id", "priority", "status", "agent_id", "created_at", "started_at", "lease_until")
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        found = conn.execute(f"SELECT {', '.join(keys)} FROM executions").fetchall()
-    return {r[0]: dict(zip(keys, r, strict=True)) for r in found}
+@dataclass(frozen=True)
+class Backing:
+    """The store every process of a test shares: its URL and the environment it needs."""
+
+    url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+def backing(tmp_path: Path) -> Backing:
+    return Backing(f"sqlite:///{tmp_path / 'wpk.db'}")
+
+
+def rows(backing: Backing) -> dict[str, dict[str, Any]]:
+    """Every execution row, read through the store itself (as another process would)."""
+
+    async def read() -> list[ExecutionRow]:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in backing.env.items():
+                mp.setenv(k, v)
+            store = open_store(backing.url)
+            try:
+                return (await store.list_executions(ExecutionQuery(limit=500))).rows
+            finally:
+                await store.aclose()
+
+    return {
+        r.execution_id: {
+            "status": r.status,
+            "agent_id": r.agent_id,
+            "started_at": r.started_at,
+            "lease_until": r.lease_until,
+        }
+        for r in trio.run(read)
+    }
 
 
 def agents(client: httpx.Client) -> dict[str, dict[str, Any]]:
     return {a["agent_id"]: a for a in client.get("/agents").json()["agents"]}
 
 
-def wpk(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*WPK, *args], capture_output=True, text=True, timeout=60)
+def wpk(backing: Backing, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **backing.env}
+    return subprocess.run([*WPK, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
-def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -> None:
-    db = tmp_path / "wpk.db"
-    store = f"sqlite:///{db}"
-    a = start_server(tmp_path, "--agent-id", "A", "--capacity", "1", *FAST)
+def serve(tmp_path: Path, backing: Backing, *args: str) -> Server:
+    return start_server(tmp_path, *args, store=backing.url, env=backing.env)
+
+
+def test_pause_priority_placement_and_control_across_processes(tmp_path: Path, backing: Backing) -> None:
+    store = backing.url
+    a = serve(tmp_path, backing, "--agent-id", "A", "--capacity", "1", *FAST)
     b: Server | None = None
     ca = a.client()
     try:
         eventually(lambda: agents(ca).get("A", {}).get("state") == "running", what="A registered")
         # A pause recorded in the store by another process is applied at A's next heartbeat.
-        out = wpk("agents", "pause", "A", "--store", store)
+        out = wpk(backing, "agents", "pause", "A", "--store", store)
         assert out.returncode == 0, out.stderr
         assert "pause requested" in out.stdout
         eventually(lambda: ca.get("/health").json()["agent_state"] == "paused", what="A paused")
@@ -98,7 +137,7 @@ def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -
         high = [submit(ca, NOOP, priority=90) for _ in range(4)]
         placed = submit(ca, PLACED, priority=50)
         time.sleep(0.6)  # three heartbeats and polls: nothing is claimed while paused
-        assert {rows(db)[i]["status"] for i in low + high + [placed]} == {"pending"}
+        assert {rows(backing)[i]["status"] for i in low + high + [placed]} == {"pending"}
 
         queue = ca.get("/queue").json()
         assert [e["execution_id"] for e in queue["executions"]] == [*high, placed, *low]
@@ -111,22 +150,22 @@ def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -
         assert 'workflow_queue_depth{band="high"} 4.0' in metrics
         assert 'workflow_queue_depth{band="low"} 4.0' in metrics
         assert "workflow_claim_latency_seconds_bucket" in metrics
-        listing = wpk("queue", "--url", a.url, "--token", str(a.token))
+        listing = wpk(backing, "queue", "--url", a.url, "--token", str(a.token))
         assert listing.returncode == 0 and "9 pending" in listing.stdout, listing.stdout
 
         resumed = ca.post("/agents/A/resume")
         assert resumed.status_code == 202 and resumed.json()["state"] == "running"
         for eid in high + low:
             wait_status(ca, eid, {"completed"})
-        started = sorted(high + low, key=lambda i: rows(db)[i]["started_at"])
+        started = sorted(high + low, key=lambda i: rows(backing)[i]["started_at"])
         assert set(started[:4]) == set(high), "the four at priority 90 run first"
         assert started[:4] == high and started[4:] == low  # FIFO within a priority
-        assert rows(db)[placed]["status"] == "pending"
+        assert rows(backing)[placed]["status"] == "pending"
 
         # An agent with the labels joins: the placed execution runs there.
-        b = start_server(tmp_path, "--agent-id", "B", "--labels", "cluster=prod-eu", *FAST)
+        b = serve(tmp_path, backing, "--agent-id", "B", "--labels", "cluster=prod-eu", *FAST)
         wait_status(ca, placed, {"completed"})
-        assert rows(db)[placed]["agent_id"] == "B"
+        assert rows(backing)[placed]["agent_id"] == "B"
 
         # Drain B through A's API: recorded, applied at B's heartbeat; B finishes and exits 0.
         drained = ca.post("/agents/B/drain")
@@ -138,7 +177,7 @@ def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -
         assert refused.json()["error"]["code"] == "illegal_transition"
         assert "agent B is stopped: cannot resume it" in refused.json()["error"]["message"]
         assert ca.post("/agents/nobody/pause").status_code == 404
-        out = wpk("agents", "resume", "B", "--url", a.url, "--token", str(a.token))
+        out = wpk(backing, "agents", "resume", "B", "--url", a.url, "--token", str(a.token))
         assert out.returncode == 1 and "cannot resume it" in out.stderr
 
         later = submit(ca, NOOP, not_before="2999-01-01T00:00:00Z")
@@ -146,7 +185,7 @@ def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -
         bad = ca.post("/execute", json={"wpk_content": NOOP, "not_before": "tomorrow"})
         assert bad.status_code == 400 and bad.json()["error"]["details"] == {"field": "not_before"}
 
-        listed = wpk("agents", "list", "--store", store, "--format", "json")
+        listed = wpk(backing, "agents", "list", "--store", store, "--format", "json")
         states = {x["agent_id"]: x["state"] for x in json.loads(listed.stdout)["agents"]}
         assert states == {"A": "running", "B": "stopped"}
     finally:
@@ -156,21 +195,22 @@ def test_pause_priority_placement_and_control_across_processes(tmp_path: Path) -
             b.stop()
     assert {
         x["agent_id"]: x["state"]
-        for x in json.loads(wpk("agents", "list", "--store", store, "--format", "json").stdout)["agents"]
+        for x in json.loads(wpk(backing, "agents", "list", "--store", store, "--format", "json").stdout)[
+            "agents"
+        ]
     } == {"A": "stopped", "B": "stopped"}
 
 
-def test_sigkill_marks_the_agent_failed_and_sigterm_drains(tmp_path: Path) -> None:
-    db = tmp_path / "wpk.db"
-    store = f"sqlite:///{db}"
-    a = start_server(tmp_path, "--agent-id", "A", "--capacity", "1", *FAST)
-    b = start_server(tmp_path, "--agent-id", "B", "--capacity", "1", "--grace", "20", *FAST)
+def test_sigkill_marks_the_agent_failed_and_sigterm_drains(tmp_path: Path, backing: Backing) -> None:
+    store = backing.url
+    a = serve(tmp_path, backing, "--agent-id", "A", "--capacity", "1", *FAST)
+    b = serve(tmp_path, backing, "--agent-id", "B", "--capacity", "1", "--grace", "20", *FAST)
     ca, cb = a.client(), b.client()
     try:
         assert cb.post("/agents/B/pause").json()["state"] == "paused"
         slow = submit(ca, SLOW, parameters={"seconds": 30})
         wait_status(ca, slow, {"running"})
-        assert rows(db)[slow]["agent_id"] == "A"
+        assert rows(backing)[slow]["agent_id"] == "A"
         a.proc.kill()  # SIGKILL: no goodbye, the heartbeats just stop
         a.proc.wait(10)
         assert cb.post("/agents/B/resume").json()["state"] == "running"
@@ -178,12 +218,12 @@ def test_sigkill_marks_the_agent_failed_and_sigterm_drains(tmp_path: Path) -> No
         assert 'workflow_agents{state="failed"} 1.0' in cb.get("/metrics").text
         # A's lease on its execution has run out (the resume queue takes it from there, DESIGN §5),
         # or B has taken it over already.
-        row = rows(db)[slow]
+        row = rows(backing)[slow]
         assert row["agent_id"] == "B" or row["lease_until"] < time.time()
         # New work goes to the live agent.
         fresh = submit(cb, NOOP)
         wait_status(cb, fresh, {"completed"})
-        assert rows(db)[fresh]["agent_id"] == "B"
+        assert rows(backing)[fresh]["agent_id"] == "B"
 
         # SIGTERM drains: the running execution finishes, queued ones stay queued for others.
         running = submit(cb, SLOW, parameters={"seconds": 1.5})
@@ -191,14 +231,16 @@ def test_sigkill_marks_the_agent_failed_and_sigterm_drains(tmp_path: Path) -> No
         queued = [submit(cb, NOOP, priority=1) for _ in range(2)]
         assert b.stop(signal.SIGTERM) == 0
         assert "draining" in b.log and "stopped" in b.log
-        after = rows(db)
+        after = rows(backing)
         assert after[running]["status"] == "completed"
         assert {after[q]["status"] for q in queued} == {"pending"}
-        listing = json.loads(wpk("queue", "--store", store, "--format", "json").stdout)
+        listing = json.loads(wpk(backing, "queue", "--store", store, "--format", "json").stdout)
         assert {e["waiting_reason"] for e in listing["executions"]} == {"no live agent"}
         states = {
             x["agent_id"]: x["state"]
-            for x in json.loads(wpk("agents", "list", "--store", store, "--format", "json").stdout)["agents"]
+            for x in json.loads(wpk(backing, "agents", "list", "--store", store, "--format", "json").stdout)[
+                "agents"
+            ]
         }
         assert states == {"A": "failed", "B": "stopped"}
     finally:

@@ -141,7 +141,7 @@ def run_case(n: int, agents: int, finished: int) -> dict[str, Any]:
             while True:
                 with contextlib.closing(sqlite3.connect(db)) as conn:
                     left = conn.execute(
-                        "SELECT COUNT(*) FROM executions WHERE status NOT IN ('completed', 'failed')"
+                        "SELECT COUNT(*) FROM executions WHERE status IN ('pending', 'running')"
                     ).fetchone()[0]
                 if not left or time.monotonic() > deadline:
                     break
@@ -183,13 +183,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--finished", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="500 executions, 10,000 finished")
+    parser.add_argument("--agents", type=int, nargs="*", default=[1, 2], help="agent counts (default 1 2)")
+    parser.add_argument("--repeat", type=int, default=1, help="run every case this many times")
     args = parser.parse_args()
     n, finished = (500, 10_000) if args.quick else (args.n, args.finished)
     machine = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"# {machine}, load {os.getloadavg()}")
-    for agents in (1, 2):
-        for filled in (0, finished):
-            print(json.dumps(run_case(n, agents, filled)), flush=True)
+    for _ in range(args.repeat):
+        for agents in args.agents:
+            for filled in (0, finished):
+                print(json.dumps(run_case(n, agents, filled)), flush=True)
 
 
 if __name__ == "__main__":
