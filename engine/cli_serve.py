@@ -32,20 +32,26 @@ def add_subcommands(sub: Any) -> None:
         default=30.0,
         help="seconds running executions get to finish on SIGTERM (default 30)",
     )
+    p.add_argument("--config", help="agent configuration (YAML): adapter settings")
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        help="how long a claimed execution stays this agent's without a heartbeat; after that "
+        "another agent takes it over (default 30)",
+    )
+    p.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=10.0,
+        help="how often leases are renewed (default 10; keep it well under --lease-seconds)",
+    )
     p.add_argument(
         "--aging-rate",
         type=float,
         default=None,
         help="priority points a pending execution gains per minute of waiting (default 10; 0: none)",
     )
-    p.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats (default 10)")
-    p.add_argument(
-        "--lease",
-        type=float,
-        default=None,
-        help="seconds a claim lasts without a heartbeat; an agent silent this long is failed (default 30)",
-    )
-    p.add_argument("--config", help="agent configuration (YAML): adapter settings")
     p.set_defaults(func=cmd_serve)
 
 
@@ -111,16 +117,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535 or args.capacity < 1 or args.grace < 0:
         _err("--port must be 0..65535, --capacity at least 1, --grace at least 0")
         return EXIT_USAGE
+    if not 0 < args.heartbeat_seconds < args.lease_seconds:
+        _err("--heartbeat-seconds must be more than 0 and less than --lease-seconds")
+        return EXIT_USAGE
     from .scheduler import DEFAULT_AGING_RATE, MAX_AGING_RATE
-    from .store.base import LEASE_SECONDS
 
     aging_rate = DEFAULT_AGING_RATE if args.aging_rate is None else args.aging_rate
-    lease = LEASE_SECONDS if args.lease is None else args.lease
     if not 0 <= aging_rate <= MAX_AGING_RATE:  # also refuses nan
         _err(f"--aging-rate must be 0..{MAX_AGING_RATE:g} priority points per minute")
-        return EXIT_USAGE
-    if not 0.05 <= args.heartbeat < lease <= 86400:
-        _err("--heartbeat must be at least 0.05 s and shorter than --lease (at most 86400 s)")
         return EXIT_USAGE
     try:
         probe = open_store(args.store)  # fail fast, with one line, on a store that cannot open
@@ -143,9 +147,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             grace=args.grace,
             adapter_config=adapter_config,
             version=_version(),
+            lease_seconds=args.lease_seconds,
+            heartbeat_seconds=args.heartbeat_seconds,
             aging_rate=aging_rate,
-            heartbeat_seconds=args.heartbeat,
-            lease_seconds=lease,
         )
     )
     return EXIT_OK

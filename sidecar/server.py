@@ -26,7 +26,6 @@ from wpk.engine.agent import Agent, AgentConfig
 from wpk.engine.executions import WorkflowCache
 from wpk.engine.scheduler import DEFAULT_AGING_RATE
 from wpk.engine.store import open_store
-from wpk.engine.store.base import LEASE_SECONDS
 
 from .app import create_app
 from .context import Sidecar
@@ -53,9 +52,9 @@ class ServeConfig:
     adapter_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     version: str = "0+unknown"
     max_body: int = 4 * 1024 * 1024
-    aging_rate: float = DEFAULT_AGING_RATE  # priority points per minute (engine/scheduler.py)
+    lease_seconds: float = 30.0  # how long a claim holds without a heartbeat (DESIGN §5)
     heartbeat_seconds: float = 10.0
-    lease_seconds: float = LEASE_SECONDS
+    aging_rate: float = DEFAULT_AGING_RATE  # priority points per minute (engine/scheduler.py)
 
 
 def is_loopback(host: str) -> bool:
@@ -93,9 +92,9 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
             labels=dict(config.labels),
             adapter_config=config.adapter_config,
             version=config.version,
-            aging_rate=config.aging_rate,
-            heartbeat_seconds=config.heartbeat_seconds,
             lease_seconds=config.lease_seconds,
+            heartbeat_seconds=config.heartbeat_seconds,
+            aging_rate=config.aging_rate,
             adapters=tuple(adapter_names()),
         ),
         cache=cache,

@@ -49,7 +49,7 @@ spec:
       with: {command: "sleep {{ params.seconds }}"}
       rollback: none
 """
-FAST = ("--heartbeat", "0.2", "--lease", "2")
+FAST = ("--heartbeat-seconds", "0.2", "--lease-seconds", "2")
 
 
 def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
@@ -226,7 +226,7 @@ def test_sigkill_marks_the_agent_failed_and_sigterm_drains(tmp_path: Path, backi
         assert rows(backing)[fresh]["agent_id"] == "B"
 
         # SIGTERM drains: the running execution finishes, queued ones stay queued for others.
-        running = submit(cb, SLOW, parameters={"seconds": 1.5})
+        running = submit(cb, SLOW, parameters={"seconds": 4})
         wait_status(cb, running, {"running"})
         queued = [submit(cb, NOOP, priority=1) for _ in range(2)]
         assert b.stop(signal.SIGTERM) == 0

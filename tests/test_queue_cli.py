@@ -52,9 +52,10 @@ def test_refusals_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "is not a time: use ISO 8601" in bad.stderr
     bad = wpk("serve", "--aging-rate", "-1", "--store", "memory:")
     assert bad.returncode == 2 and "--aging-rate must be 0..6000" in bad.stderr
-    bad = wpk("serve", "--heartbeat", "40", "--store", "memory:")
+    bad = wpk("serve", "--heartbeat-seconds", "40", "--store", "memory:")
     assert (
-        bad.returncode == 2 and "--heartbeat must be at least 0.05 s and shorter than --lease" in bad.stderr
+        bad.returncode == 2
+        and "--heartbeat-seconds must be more than 0 and less than --lease-seconds" in bad.stderr
     )
     bad = wpk("agents", "pause", "ghost", "--store", store)
     assert bad.returncode == 1 and bad.stderr.strip() == "wpk: no agent 'ghost'"

@@ -7,6 +7,8 @@ illegal change (resume a stopped agent) is a 409 naming the states it could go t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -27,7 +29,7 @@ async def get_agent(request: Request) -> JSONResponse:
     return answer(await ops.get_agent(sc.store, request.path_params["agent_id"]))
 
 
-def _control(action: str):  # type: ignore[no-untyped-def]
+def _control(action: str) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def handle(request: Request) -> JSONResponse:
         sc = sidecar(request)
         agent_id = request.path_params["agent_id"]
