@@ -6,6 +6,12 @@ the store (DESIGN §6): a submission anywhere wakes the claimer here, or the cla
 its next poll. Stopping drains: nothing new is claimed, running executions get `grace` seconds
 to finish, then are cancelled (their rollback policy still applies, shielded).
 
+Leases and resume (DESIGN §5): every claim carries a lease that the heartbeat renews and an
+attempt number that fences the store's writes. An agent that starts takes back at once what
+it held before it restarted (same agent id); every poll also takes over executions whose lease
+ran out (their agent died elsewhere). A taken-over execution resumes from its events: the runner
+does not run completed steps again (engine/resume.py).
+
 Lifecycle (`scheduler.TRANSITIONS`): `created -> running <-> paused -> stopped`; a paused agent
 claims nothing and finishes what it runs; drain is stop. A request made through the store (the
 API of another process, `wpk agents pause` on the local store) is applied at the next heartbeat,
@@ -31,7 +37,7 @@ from .model import Workflow
 from .runner import Runner, RunOptions
 from .scheduler import DEFAULT_AGING_RATE, REQUESTS, check_request, check_transition
 from .secrets import MissingSecrets
-from .store.base import LEASE_SECONDS, AgentInfo, Claim, ExecutionStore
+from .store.base import LEASE_SECONDS, AgentInfo, Claim, ExecutionStore, StaleClaim, StoreError
 
 log = logging.getLogger("wpk.agent")
 
@@ -80,6 +86,7 @@ class Agent:
         self._idle = trio.Event()
         # Seeds for each run's retry jitter: seeding a Random from the OS per run costs a syscall.
         self._seeds = random.Random()
+        self._resumed_own = False  # what this agent id held before a restart: taken back once
 
     # -- control -----------------------------------------------------------------------------
     def wake(self) -> None:
@@ -174,18 +181,37 @@ class Agent:
                 await self._wake.wait()
 
     async def _fill(self, runs: trio.Nursery) -> None:
-        """Claim up to the free capacity, in claim order, and start each claimed execution."""
+        """Claim up to the free capacity, in claim order, and start each claimed execution.
+
+        Executions to resume (lease run out; at start-up, this agent's own) come first: they
+        were started already, and nothing else moves them on."""
         while len(self.running) < self.config.capacity and self.claiming:
             free = self.config.capacity - len(self.running)
             began = time.perf_counter()
-            claims = await self.store.claim_batch(
+            claims = await self.store.reclaim(
                 self.config.agent_id,
                 now=time.time(),
                 limit=free,
                 lease_seconds=self.config.lease_seconds,
-                labels=self.config.labels,
-                aging_rate=self.config.aging_rate,
+                own=not self._resumed_own,
             )
+            self._resumed_own = True
+            for claim in claims:
+                log.warning(
+                    "agent %s: resuming execution %s (attempt %d)",
+                    self.config.agent_id,
+                    claim.row.execution_id,
+                    claim.attempt,
+                )
+            if len(claims) < free:
+                claims += await self.store.claim_batch(
+                    self.config.agent_id,
+                    now=time.time(),
+                    limit=free - len(claims),
+                    lease_seconds=self.config.lease_seconds,
+                    labels=self.config.labels,
+                    aging_rate=self.config.aging_rate,
+                )
             if self.on_claim is not None:
                 self.on_claim(time.perf_counter() - began)
             for claim in claims:
@@ -234,6 +260,7 @@ class Agent:
     async def _prepare(self, claim: Claim) -> Runner | None:
         """A runner for a claimed execution, or the execution failed with why it cannot run."""
         row = claim.row
+        self.store.fence(row.execution_id, claim.attempt)  # every write from here on carries the token
         try:
             if row.package is None:
                 raise PackageInvalid([])
@@ -260,6 +287,7 @@ class Agent:
         except MissingSecrets as exc:
             error = "secrets not set on agent " + f"{self.config.agent_id}: {', '.join(exc.names)}"
         await self._fail_unstarted(row.execution_id, error)
+        self.store.fence(row.execution_id, None)
         return None
 
     async def _fail_unstarted(self, execution_id: str, error: str) -> None:
@@ -283,9 +311,19 @@ class Agent:
             if claim.row.cancel_requested:
                 runner.cancel()
             await runner.run()
+        except StaleClaim as exc:  # another agent took it over: stop here, it carries on there
+            log.error("agent %s: %s", self.config.agent_id, exc)
+        except StoreError as exc:  # the run stopped; another agent resumes it once the lease runs out
+            log.error(
+                "agent %s: execution %s stopped, the store failed: %s",
+                self.config.agent_id,
+                execution_id,
+                exc,
+            )
         except Exception:  # a bug in wpk: log it here, keep the agent and the other runs alive
             log.exception("execution %s: unexpected error in the runner", execution_id)
         finally:
+            self.store.fence(execution_id, None)
             del self.running[execution_id]
             self._wake.set()
             if not self.running:

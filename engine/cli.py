@@ -57,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print where the WPK JSON Schema is and its $id")
     p.set_defaults(func=cmd_schema)
 
-    from . import cli_agents, cli_executions, cli_run, cli_serve
+    from . import cli_agents, cli_executions, cli_run, cli_serve, cli_store
 
     cli_run.add_subcommands(sub)
     cli_serve.add_subcommands(sub)
     cli_executions.add_subcommands(sub)
     cli_agents.add_subcommands(sub)
+    cli_store.add_subcommands(sub)
     return parser
 
 
@@ -107,12 +108,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # last line of defence: one line, never a traceback at a user
+        from .store.base import store_error_in
         from .termsafe import one_line
 
-        detail = one_line(str(exc)[:500])
-        print(f"wpk: internal error: {type(exc).__name__}: {detail} (please report this)", file=sys.stderr)
-        return EXIT_INTERNAL
+        failure = store_error_in(exc)
+        if failure is not None:  # a store that cannot be used is no bug in wpk: say what is wrong
+            print(f"wpk: the store failed: {one_line(str(failure)[:500])}", file=sys.stderr)
+            return EXIT_USAGE
+        return _internal(exc)
     return code
+
+
+def _internal(exc: Exception) -> int:
+    from .termsafe import one_line
+
+    detail = one_line(str(exc)[:500])
+    print(f"wpk: internal error: {type(exc).__name__}: {detail} (please report this)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def entry() -> None:

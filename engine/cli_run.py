@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .loader import LoadError
     from .params import ParamError, load_params_file, parse_assignments, resolve_params
     from .secrets import MissingSecrets, resolve_secrets
-    from .store import UnknownStore, open_store
+    from .store import StoreError, UnknownStore, open_store
 
     try:  # first: a bad configuration stops start-up, and its limits bound the validation
         config = load_agent_config(args.config)
@@ -113,6 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (LoadError, UnknownStore) as exc:
         _err(str(exc))
+        return EXIT_USAGE
+    except StoreError as exc:
+        _err(f"wpk: nothing was run: {one_line(str(exc))}")
         return EXIT_USAGE
     import trio
 
@@ -159,9 +162,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             nursery.cancel_scope.cancel()
 
     from .recovery import running_marker
+    from .store.base import store_error_in
 
-    with running_marker(runner.execution_id, args.store):
-        trio.run(main)
+    try:
+        with running_marker(runner.execution_id, args.store):
+            trio.run(main)
+    except BaseException as exc:  # a store that fails mid-run: the run stops, and says why
+        failure = store_error_in(exc)
+        if failure is None:
+            raise
+        if runner.seq <= 1:  # only the creation was (maybe) recorded: no step ran
+            _err(f"wpk: nothing was run: the store failed: {one_line(str(failure))}")
+            return EXIT_USAGE
+        _err(f"wpk: the run stopped: the store failed: {one_line(str(failure))}")
+        return EXIT_INVALID
     state = runner.state
     if args.dry_run:
         from .plan import build_plan, render_plan_text

@@ -93,7 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .agent_config import ConfigError, load_agent_config
     from .limits import configure
-    from .store import UnknownStore, open_store
+    from .store import StoreError, UnknownStore, open_store
 
     try:  # a bad configuration stops start-up, with file:line:col, before anything listens
         config = load_agent_config(args.config)
@@ -128,12 +128,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         probe = open_store(args.store)  # fail fast, with one line, on a store that cannot open
-    except (UnknownStore, OSError) as exc:
+    except (UnknownStore, StoreError, OSError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     import trio
 
     trio.run(probe.aclose)
+    from wpk.adapters import registry
+
+    ended = registry.sweep_after_crash()  # before resuming anything: a lost step's processes end
+    if ended:
+        _err(f"wpk: ended {len(ended)} process(es) left by an agent that died")
     agent_id = args.agent_id or f"{socket.gethostname()}-{os.getpid()}"
     run(
         ServeConfig(

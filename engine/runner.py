@@ -31,10 +31,11 @@ from .events import Event, EventType
 from .limits import LimitExceeded, Limits
 from .model import DURATION_FORMS, ActionCall, RetryPolicy, Step, StepKind, Workflow
 from .overlay import Knowledge, Unknown, display_inputs, merge_all
+from .resume import LOST_COMPENSATION_ERROR, LOST_STEP_ERROR, REDACTED_INPUT_ERROR, ResumePoint
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
-from .secrets import Redactor, mask_secret_objects
+from .secrets import MASK, Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
-from .store.base import EventStore
+from .store.base import EventStore, StoreError, store_error_in
 
 _RESULT_EVENTS = frozenset(
     {EventType.STEP_COMPLETED, EventType.ITEM_COMPLETED, EventType.STEP_PLANNED, EventType.STEP_FAILED}
@@ -204,6 +205,8 @@ class Runner:
         self.unrestorable: dict[tuple[str, int | None], str] = {}
         for event in self.options.history:
             self._replay(event)
+        self.resume = ResumePoint.of(self.options.history)  # a takeover: what is done already
+        self.unresolved: set[str] = set()  # steps whose redacted outputs could not be re-read
 
     def _replay(self, event: Event) -> None:
         """Rebuild what later decisions read from a recorded event (state, scope, undo records)."""
@@ -268,14 +271,49 @@ class Runner:
             self.main_scope.cancel()
 
     async def run(self) -> ExecutionState:
+        """Run the execution, or resume it where its recorded events stop (engine/resume.py).
+
+        A store failure (unreachable, full, a stale fencing token) ends the run at once with that
+        `StoreError`: nothing more happens that the store could not record.
+        """
+        resume = self.resume
+        if resume.closed:
+            return self.state
         if self.seq == 0:  # a submission recorded the creation already
             priority = self.options.priority
             self.emit(
                 EventType.EXECUTION_CREATED,
                 **creation_data(self.workflow, self.execution_id, self.params, self.dry_run, priority),
             )
-        self.emit(EventType.EXECUTION_STARTED)
+        if not resume.started:
+            self.emit(EventType.EXECUTION_STARTED)
+        failing = False
         try:
+            try:
+                await self._phases()
+            except BaseExceptionGroup as group:  # a store failure inside a step's nursery
+                found = store_error_in(group)
+                if found is None:
+                    raise
+                raise found from None
+        except BaseException:
+            failing = True
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.adapters.aclose()
+                try:
+                    await self.store.flush()
+                except StoreError:
+                    if not failing:
+                        raise
+        return self.state
+
+    async def _phases(self) -> None:
+        resume = self.resume
+        if resume.finished is None:
+            if resume.started:
+                await self._reresolve_redacted()
             status, error = await self._main_phase()
             planned = (
                 {"rollback_plan": [u.as_dict() for u in self.rollback_plan(dry_run=True)]}
@@ -283,16 +321,74 @@ class Runner:
                 else {}
             )
             self.emit(EventType.EXECUTION_FINISHED, status=str(status), error=error, **planned)
-            final = status
-            if self._rollback_applies(status):
-                final = await self.rollback()
-            final, error = await self._finally_phase(final, self.state.error)
-            self.emit(EventType.EXECUTION_CLOSED, status=str(final), **({"error": error} if error else {}))
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.adapters.aclose()
-                await self.store.flush()
-        return self.state
+        else:
+            status = resume.finished
+        final = status
+        if resume.rollback_finished is not None:
+            final = resume.rollback_finished
+        elif resume.rollback_started or self._rollback_applies(status):
+            final = await self.rollback()
+        final, error = await self._finally_phase(final, self.state.error)
+        self.emit(EventType.EXECUTION_CLOSED, status=str(final), **({"error": error} if error else {}))
+
+    # -- resume --------------------------------------------------------------------------------
+    def _may_run_again(self, step: Step) -> bool:
+        """A step its lost agent left running: safe to run again, or failed as outcome unknown."""
+        if step.idempotent or self._reads_only(step):
+            return True
+        self.emit(EventType.STEP_FAILED, step.id, error=LOST_STEP_ERROR, reason="agent_lost")
+        return False
+
+    def _reads_only(self, step: Step) -> bool:
+        info = registry.action_info(step.call.uses)
+        if info is None:
+            return False
+        try:
+            inputs = self.render_inputs(step.call, self.scope(), info, step) if step.call.templated else None
+        except Exception:  # cannot tell: never re-run a write on a guess
+            return False
+        return bool(info.is_read_only(step.call.inputs if inputs is None else inputs))
+
+    def _resume_dispatch(self, command: StartStep | SkipStep) -> None:
+        """`_dispatch` for a resumed main phase: what is recorded as done is not done again."""
+        record = self.state.step(command.step_id)
+        status = record.status
+        if status is StepStatus.PENDING:
+            step = self.workflow.step(command.step_id)
+            blocked = sorted(set(step.needs) & self.unresolved) if isinstance(command, StartStep) else []
+            if not blocked:
+                self._dispatch(command)
+                return
+            self.emit(EventType.STEP_STARTED, step.id)
+            self.emit(EventType.STEP_FAILED, step.id, error=REDACTED_INPUT_ERROR, reason="agent_lost")
+        elif status is StepStatus.RUNNING and self._may_run_again(self.workflow.step(command.step_id)):
+            self._dispatch(command)
+            return
+        for follow in self.conductor.on_finished(command.step_id, self.state.step(command.step_id).status):
+            self._resume_dispatch(follow)
+
+    async def _reresolve_redacted(self) -> None:
+        """Completed steps whose outputs the store keeps redacted (they hold a secret): a
+        read-only one is read again (nothing changes, no event but its logs); any other leaves
+        its dependents to fail with a reason that says so (docs/stores.md)."""
+        import json
+
+        for step in self.workflow.steps:
+            record = self.state.step(step.id)
+            if record.status is not StepStatus.COMPLETED or record.items is not None:
+                continue
+            if MASK not in json.dumps(record.outputs, default=str):
+                continue
+            info = registry.action_info(step.call.uses)
+            if not record.read_only or info is None:
+                self.unresolved.add(step.id)
+                continue
+            try:
+                again = await self._attempt(step, step.call, info, self.scope(), None, 1, step.timeout)
+            except StepFailure:
+                self.unresolved.add(step.id)
+                continue
+            self.step_scope[step.id].update(outputs=again.outputs, result=again.result)
 
     def _rollback_applies(self, status: ExecutionStatus) -> bool:
         """Failed or cancelled, rollback on, and something to undo (else the status stays as is)."""
@@ -317,7 +413,10 @@ class Runner:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for command in self.conductor.initial():
-                    self._dispatch(command)
+                    if self.resume.started:
+                        self._resume_dispatch(command)
+                    else:
+                        self._dispatch(command)
         self._nursery = None
         if scope.cancelled_caught or self.cancel_requested:
             why = self.limit_error or (
@@ -954,10 +1053,12 @@ class Runner:
             dry_run=self.dry_run,
             log=self.log_sink(step.id, item_index),
         )
+        if not simulate and not read_only:
+            # The ledger records the attempt before its side effect. Outside the adapter's error
+            # handling: a store that fails here ends the run (StoreError), it is no step failure.
+            await self.store.flush()
         try:
             adapter = self.adapters.get(call.adapter)
-            if not simulate and not read_only:
-                await self.store.flush()  # the ledger records the attempt before its side effect
             with trio.fail_after(timeout) if timeout else nullcontext():
                 if simulate:
                     plan = await adapter.plan(call.action, inputs, ctx)
@@ -1095,8 +1196,15 @@ class Runner:
         """Compensate completed steps (reverse completion order), then `spec.rollback.steps`."""
         wf = self.workflow
         plan = self.rollback_plan()
-        self.emit(EventType.ROLLBACK_STARTED, plan=[u.as_dict() for u in plan])
         problems: list[str] = []
+        if not self.resume.rollback_started:
+            self.emit(EventType.ROLLBACK_STARTED, plan=[u.as_dict() for u in plan])
+        else:  # resumed: what was compensated stays so; what was under way has an unknown outcome
+            for record in list(self.state.steps.values()):
+                if record.status is StepStatus.COMPENSATING:
+                    self.emit(EventType.COMPENSATION_FAILED, record.id, error=LOST_COMPENSATION_ERROR)
+                if record.status is StepStatus.COMPENSATION_FAILED:
+                    problems.append(f"{record.id}: {record.compensation_error}")
         acting = [u for u in plan if u.acts]
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + wf.rollback_timeout
@@ -1105,6 +1213,8 @@ class Runner:
                 if error:
                     problems.append(f"{step_id}: {error}")
             for step in wf.rollback_steps:
+                if not await self._resumed_run(step):
+                    continue
                 await self.run_step(step)
                 record = self.state.step(step.id)
                 if record.status is StepStatus.FAILED and not step.continue_on_error:
@@ -1186,6 +1296,13 @@ class Runner:
             return f"unexpected {type(exc).__name__}: {exc}"
         return None
 
+    async def _resumed_run(self, step: Step) -> bool:
+        """Whether a rollback or finally step runs now: not if a resumed execution has it done."""
+        status = self.state.step(step.id).status
+        if status is StepStatus.PENDING:
+            return True
+        return status is StepStatus.RUNNING and self._may_run_again(step)
+
     # -- finally -------------------------------------------------------------------------------
     async def _finally_phase(
         self, status: ExecutionStatus, error: str | None
@@ -1195,7 +1312,8 @@ class Runner:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + FINALLY_TIMEOUT
             for step in self.workflow.finally_steps:
-                await self.run_step(step)
+                if await self._resumed_run(step):
+                    await self.run_step(step)
                 record = self.state.step(step.id)
                 failed = record.status is StepStatus.FAILED and not step.continue_on_error
                 if failed and status is ExecutionStatus.COMPLETED:

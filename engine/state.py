@@ -47,6 +47,7 @@ FINISHED = frozenset({StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPE
 S = StepStatus
 STEP_TRANSITIONS: frozenset[tuple[StepStatus, StepStatus]] = frozenset({
     (S.PENDING, S.RUNNING), (S.PENDING, S.SKIPPED), (S.PENDING, S.CANCELLED),
+    (S.RUNNING, S.RUNNING),  # re-run on resume: its agent was lost while it ran (idempotent or read-only)
     (S.RUNNING, S.COMPLETED), (S.RUNNING, S.FAILED), (S.RUNNING, S.SKIPPED),
     (S.RUNNING, S.CANCELLED), (S.RUNNING, S.SIMULATED),
     (S.COMPLETED, S.COMPENSATING), (S.FAILED, S.COMPENSATING),

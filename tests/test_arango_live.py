@@ -5,7 +5,7 @@ Runs when `WPK_ARANGO_URL` is set to a store URL (`arangodb://root@localhost:852
 works in a throwaway database (`wpk_live_<random>`, so the user must be allowed to create
 databases) that it drops afterwards. See docs/stores.md for a one-line container to run it on.
 
-Two parts: the store contract of tests/test_arango_store.py on the real server, and the server
+The store contract runs on the real server from tests/test_store_contract.py; here: the server
 behaviour the double imitates (status codes and errorNums of conflicts, stale revisions,
 unique indexes, AQL errors, batches), so a drift between the double and ArangoDB shows here.
 
@@ -28,9 +28,8 @@ from arango.exceptions import (
     DocumentUpdateError,
 )
 from test_arango_double import CLAIM
-from test_arango_store import CONTRACT, Reopen
 
-from wpk.engine.store.arangodb import ArangoStore, ArangoTarget, parse_url
+from wpk.engine.store.arangodb import ArangoTarget, parse_url
 
 LIVE_URL = os.environ.get("WPK_ARANGO_URL", "")
 PASSWORD = os.environ.get("WPK_ARANGO_PASSWORD", "")
@@ -62,20 +61,6 @@ def db(target: ArangoTarget) -> Iterator[Any]:
     client.db("_system", username=target.username, password=PASSWORD).create_database(target.database)
     yield client.db(target.database, username=target.username, password=PASSWORD)
     client.close()
-
-
-@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__.removeprefix("check_"))
-async def test_store_contract_live(target: ArangoTarget, check: Any) -> None:
-    store = ArangoStore(target, PASSWORD, ca_file=CA_FILE)
-
-    async def reopen() -> ArangoStore:
-        return ArangoStore(target, PASSWORD, ca_file=CA_FILE)
-
-    reopen_fn: Reopen = reopen
-    try:
-        await check(store, reopen_fn)
-    finally:
-        await store.aclose()
 
 
 def test_live_conflicts_and_revisions_match_the_double(db: Any) -> None:

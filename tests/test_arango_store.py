@@ -1,9 +1,8 @@
 """The ArangoDB event store against the wire-level double (tests/arango_double).
 
-The `check_*` functions are the store contract as it stands today (append, flush, events,
-execution_ids, aclose); they run here against memory, SQLite and the ArangoDB store on the
-double, and in tests/test_arango_live.py against a real ArangoDB. The rest covers what only
-the ArangoDB store has: its URL, schema created on first use, conflict retries, idempotent
+The store contract itself (rows, events, claims, leases) runs against every store in
+tests/test_store_contract.py, the double and a real ArangoDB included. This file covers what
+only the ArangoDB store has: its URL, schema created on first use, conflict retries, idempotent
 re-flushes, one-line failures without credentials, and keeping the trio loop free.
 """
 
@@ -15,7 +14,7 @@ import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ from wpk.engine.store.arangodb import (
     parse_url,
 )
 from wpk.engine.store.base import EventStore
-from wpk.engine.store.sqlite import SQLiteStore
 
 PASSWORD = "pw-" + secrets.token_hex(8)  # distinctive, so a leak into a message would be seen
 
@@ -48,74 +46,6 @@ Reopen = Callable[[], Awaitable[EventStore]]
 
 def ev(seq: int, type_: EventType = EventType.LOG, **data: Any) -> Event:
     return Event(seq=seq, type=type_, time=1_700_000_000.0 + seq, step="s" if seq % 2 else None, data=data)
-
-
-# -- the contract, shared with tests/test_arango_live.py ----------------------------------------
-
-
-async def check_round_trip(store: EventStore, reopen: Reopen | None) -> None:
-    events = [
-        ev(1, EventType.EXECUTION_CREATED, workflow="w", params={"n": 1, "nested": [1, {"a": None}]}),
-        ev(2, EventType.STEP_STARTED),
-        Event(
-            seq=3, type=EventType.LOG, time=1.5, step="s", item=4, data={"line": "héllo ✓", "stream": "out"}
-        ),
-        ev(4, EventType.EXECUTION_FINISHED, status="completed"),
-    ]
-    for event in events:
-        store.append("exec-1", event)
-    await store.flush()
-    assert await store.events("exec-1") == events
-    assert await store.events("exec-1", after_seq=2) == events[2:]
-    assert await store.events("missing") == []
-
-
-async def check_unflushed_events_are_read(store: EventStore, reopen: Reopen | None) -> None:
-    store.append("e", ev(1))
-    store.append("e", ev(2))
-    assert [e.seq for e in await store.events("e")] == [1, 2]
-
-
-async def check_execution_ids(store: EventStore, reopen: Reopen | None) -> None:
-    for execution in ("b", "a", "c"):
-        store.append(execution, ev(1))
-    store.append("a", ev(2))
-    await store.flush()
-    assert sorted(await store.execution_ids()) == ["a", "b", "c"]
-
-
-async def check_events_interleave_by_seq(store: EventStore, reopen: Reopen | None) -> None:
-    store.append("x", ev(1))
-    await store.flush()
-    store.append("y", ev(1))
-    store.append("x", ev(2))
-    await store.flush()
-    store.append("x", ev(3))
-    assert [e.seq for e in await store.events("x")] == [1, 2, 3]
-    assert [e.seq for e in await store.events("y")] == [1]
-
-
-async def check_close_flushes_and_reopen_reads(store: EventStore, reopen: Reopen | None) -> None:
-    store.append("durable", ev(1, EventType.EXECUTION_CREATED))
-    store.append("durable", ev(2, EventType.LOG, line="kept"))
-    await store.aclose()
-    if reopen is None:
-        return  # the memory store keeps nothing after close
-    again = await reopen()
-    try:
-        assert [e.data.get("line") for e in await again.events("durable")] == [None, "kept"]
-        assert "durable" in await again.execution_ids()
-    finally:
-        await again.aclose()
-
-
-CONTRACT = [
-    check_round_trip,
-    check_unflushed_events_are_read,
-    check_execution_ids,
-    check_events_interleave_by_seq,
-    check_close_flushes_and_reopen_reads,
-]
 
 
 # -- fixtures --------------------------------------------------------------------------------
@@ -140,42 +70,6 @@ def client(arango: ArangoDouble) -> Iterator[Any]:
     client = ArangoClient(hosts=arango.url)
     yield client
     client.close()
-
-
-@pytest.fixture(params=["memory", "sqlite", "arango-double"])
-async def contract_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[EventStore, Reopen | None]]:
-    kind = request.param
-    if kind == "memory":
-        store: EventStore = MemoryStore()
-        yield store, None
-        return
-    if kind == "sqlite":
-        path = tmp_path / "events.db"
-
-        async def reopen_sqlite() -> EventStore:
-            return SQLiteStore(path)
-
-        store = SQLiteStore(path)
-        yield store, reopen_sqlite
-        return
-    with ArangoDouble(password=PASSWORD) as double:
-
-        async def reopen_arango() -> EventStore:
-            return arango_store(double)
-
-        store = arango_store(double)
-        try:
-            yield store, reopen_arango
-        finally:
-            await store.aclose()
-
-
-@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__.removeprefix("check_"))
-async def test_store_contract(contract_store: tuple[EventStore, Reopen | None], check: Any) -> None:
-    store, reopen = contract_store
-    await check(store, reopen)
 
 
 # -- URL, open_store ---------------------------------------------------------------------------
@@ -288,7 +182,8 @@ async def test_a_second_agent_writing_the_same_seq_is_refused(arango: ArangoDoub
 
 
 def _is_insert(request: Request) -> bool:
-    return request.method == "POST" and request.path.endswith("/_api/cursor") and b"INSERT" in request.raw
+    is_query = request.method == "POST" and request.path.endswith("/_api/cursor")
+    return is_query and b"INSERT e INTO" in request.raw
 
 
 async def test_write_write_conflicts_are_retried(arango: ArangoDouble) -> None:
@@ -310,7 +205,7 @@ async def test_write_write_conflicts_are_retried(arango: ArangoDouble) -> None:
     store.append("e", ev(1))
     await store.flush()
     arango.fail_requests(None)
-    inserts = [r for r in arango.requests if r.method == "POST" and b"INSERT" in r.body]
+    inserts = [r for r in arango.requests if r.method == "POST" and b"INSERT e INTO" in r.body]
     assert [r.status for r in inserts[1:]] == [409, 409, 409, 201]
     assert [e.seq for e in await store.events("e")] == [1]
     await store.aclose()
@@ -470,7 +365,7 @@ async def test_arangodbs_talks_tls_and_trusts_the_configured_ca(
         await store.flush()
         assert [e.seq for e in await store.events("e")] == [1]
         await store.aclose()
-        assert [r.status for r in double.requests if b"INSERT" in r.body] == [201]
+        assert [r.status for r in double.requests if b"INSERT e INTO" in r.body] == [201]
 
 
 # -- the trio loop stays free ----------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The store contract, run against every store: memory, SQLite on the loop, SQLite offloaded.
+"""The store contract, run against every store: memory, SQLite on the loop, SQLite offloaded, the
+ArangoDB store on the wire-level double (tests/arango_double), and on a real ArangoDB when
+`WPK_ARANGO_URL` is set (a throwaway database, dropped afterwards; docs/stores.md).
 
 Executions are rows created with their first event; the row status follows the events; the
 queue hands out the highest priority first, FIFO within a priority, each execution once.
@@ -6,20 +8,26 @@ queue hands out the highest priority first, FIFO within a priority, each executi
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+from arango import ArangoClient
+from arango_double import ArangoDouble
 
 from wpk.engine.events import Event, EventType
 from wpk.engine.execute import run_workflow
 from wpk.engine.executions import WorkflowCache, cancel, record, submit
 from wpk.engine.runner import RunOptions
 from wpk.engine.store import ExecutionQuery, MemoryStore, SQLiteStore
-from wpk.engine.store.base import AgentInfo, ExecutionStore
+from wpk.engine.store.arangodb import ArangoStore, ArangoTarget, parse_url
+from wpk.engine.store.base import AgentInfo, ExecutionStore, StaleClaim
 
 RUNBOOK = """\
 apiVersion: wpk/v1
@@ -35,13 +43,54 @@ spec:
 """
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-offload"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ExecutionStore]:
-    s: ExecutionStore
-    if request.param == "memory":
-        s = MemoryStore()
+LIVE_URL = os.environ.get("WPK_ARANGO_URL", "")
+LIVE_PASSWORD = os.environ.get("WPK_ARANGO_PASSWORD", "")
+DOUBLE_PASSWORD = "pw-" + secrets.token_hex(8)
+KINDS = [
+    "memory",
+    "sqlite",
+    "sqlite-offload",
+    "arango-double",
+    pytest.param(
+        "arango-live",
+        marks=[
+            pytest.mark.arango_live,
+            pytest.mark.skipif(not LIVE_URL, reason="WPK_ARANGO_URL is not set: no ArangoDB to test against"),
+        ],
+    ),
+]
+
+Opener = Callable[[], ExecutionStore]
+
+
+@pytest.fixture(params=KINDS)
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener | None]:
+    """Opens a store of one kind on the same backing each time; None for memory (nothing kept)."""
+    kind = request.param
+    if kind == "memory":
+        yield None
+    elif kind.startswith("sqlite"):
+        yield lambda: SQLiteStore(tmp_path / "wpk.db", offload=kind == "sqlite-offload")
+    elif kind == "arango-double":
+        with ArangoDouble(password=DOUBLE_PASSWORD) as double:
+            target = parse_url(f"arangodb://root@{double.host}:{double.port}/wpk")
+            yield lambda: ArangoStore(target, DOUBLE_PASSWORD)
     else:
-        s = SQLiteStore(tmp_path / "wpk.db", offload=request.param == "sqlite-offload")
+        base = parse_url(LIVE_URL)
+        target = ArangoTarget(base.endpoint, f"wpk_live_{secrets.token_hex(4)}", base.username)
+        ca_file = os.environ.get("WPK_ARANGO_CA_FILE") or None
+        yield lambda: ArangoStore(target, LIVE_PASSWORD, ca_file=ca_file)
+        client = ArangoClient(hosts=target.endpoint, verify_override=ca_file)
+        try:
+            system = client.db("_system", username=target.username, password=LIVE_PASSWORD)
+            system.delete_database(target.database, ignore_missing=True)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+async def store(opener: Opener | None) -> AsyncIterator[ExecutionStore]:
+    s: ExecutionStore = MemoryStore() if opener is None else opener()
     yield s
     await s.aclose()
 
@@ -232,3 +281,131 @@ def test_the_store_file_is_private(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "new.db")
     assert (tmp_path / "new.db").stat().st_mode & 0o777 == 0o600
     trio.run(store.aclose)
+
+
+# -- the event log: append (buffered), flush, replay, reopen ------------------------------------
+
+
+def ev(seq: int, type_: EventType = EventType.LOG, **data: Any) -> Event:
+    if type_ is EventType.EXECUTION_CREATED:
+        data = {"workflow_id": "w-1.0.0", **data}
+    return Event(seq=seq, type=type_, time=1_700_000_000.0 + seq, step="s" if seq % 2 else None, data=data)
+
+
+async def test_events_round_trip(store: ExecutionStore) -> None:
+    events = [
+        ev(
+            1, EventType.EXECUTION_CREATED, execution_id="exec-1", params={"n": 1, "nested": [1, {"a": None}]}
+        ),
+        ev(2, EventType.STEP_STARTED),
+        Event(
+            seq=3, type=EventType.LOG, time=1.5, step="s", item=4, data={"line": "héllo ✓", "stream": "out"}
+        ),
+        ev(4, EventType.EXECUTION_FINISHED, status="completed"),
+    ]
+    for event in events:
+        store.append("exec-1", event)
+    await store.flush()
+    assert await store.events("exec-1") == events
+    assert await store.events("exec-1", after_seq=2) == events[2:]
+    assert await store.events("missing") == []
+
+
+async def test_unflushed_events_are_read(store: ExecutionStore) -> None:
+    store.append("e", ev(1))
+    store.append("e", ev(2))
+    assert [e.seq for e in await store.events("e")] == [1, 2]
+
+
+async def test_execution_ids(store: ExecutionStore) -> None:
+    for execution in ("b", "a", "c"):
+        store.append(execution, ev(1))
+    store.append("a", ev(2))
+    await store.flush()
+    assert sorted(await store.execution_ids()) == ["a", "b", "c"]
+
+
+async def test_events_interleave_by_seq(store: ExecutionStore) -> None:
+    store.append("x", ev(1))
+    await store.flush()
+    store.append("y", ev(1))
+    store.append("x", ev(2))
+    await store.flush()
+    store.append("x", ev(3))
+    assert [e.seq for e in await store.events("x")] == [1, 2, 3]
+    assert [e.seq for e in await store.events("y")] == [1]
+
+
+async def test_close_flushes_and_reopen_reads(opener: Opener | None) -> None:
+    if opener is None:
+        return  # the memory store keeps nothing after close
+    store = opener()
+    store.append("durable", ev(1, EventType.EXECUTION_CREATED, execution_id="durable"))
+    store.append("durable", ev(2, EventType.LOG, line="kept"))
+    await store.aclose()
+    again = opener()
+    try:
+        assert [e.data.get("line") for e in await again.events("durable")] == [None, "kept"]
+        assert "durable" in await again.execution_ids()
+        row = await again.get_execution("durable")
+        assert row is not None and row.workflow_id == "w-1.0.0"
+    finally:
+        await again.aclose()
+
+
+# -- leases, takeover, fencing (DESIGN §5) ---------------------------------------------------------
+
+
+async def test_an_expired_lease_is_taken_over_and_the_old_claim_is_fenced_off(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    now = time.time()
+    first = await store.claim("a1", now=now, lease_seconds=5)
+    assert first is not None and first.attempt == 1
+    assert await store.reclaim("a2", now=now + 1, limit=10, lease_seconds=5) == []  # lease still held
+    await store.heartbeat("a1", now=now + 3, state="running", lease_seconds=5)  # renewed: until now + 8
+    assert await store.reclaim("a2", now=now + 6, limit=10, lease_seconds=5) == []
+    store.fence(eid, first.attempt)
+    store.append(eid, Event(2, EventType.EXECUTION_STARTED, now + 6))
+    await store.flush()  # the current claim writes
+    taken = await store.reclaim("a2", now=now + 9, limit=10, lease_seconds=5)
+    assert [c.row.execution_id for c in taken] == [eid]
+    assert taken[0].attempt == 2 and taken[0].row.agent_id == "a2" and taken[0].row.status == "running"
+    assert [e.type for e in taken[0].history] == [EventType.EXECUTION_CREATED, EventType.EXECUTION_STARTED]
+    store.append(eid, Event(3, EventType.LOG, now + 9, "a", None, {"stream": "stdout", "line": "late"}))
+    with pytest.raises(StaleClaim):
+        await store.flush()  # the old claim's write is refused, and not kept for a later flush
+    assert [e.seq for e in await store.events(eid)] == [1, 2]
+    store.fence(eid, taken[0].attempt)
+    store.append(eid, Event(3, EventType.LOG, now + 9, "a", None, {"stream": "stdout", "line": "new"}))
+    await store.flush()
+    assert [line.line for line in await store.logs(eid)] == ["new"]
+    # an agent restarting under the same id resumes what it held at once, lease or not
+    assert await store.reclaim("a3", now=now + 10, limit=10) == []
+    mine = await store.reclaim("a2", now=now + 10, limit=10, own=True)
+    assert [(c.row.execution_id, c.attempt) for c in mine] == [(eid, 3)]
+
+
+async def test_a_local_run_holds_no_lease_and_is_never_taken_over(store: ExecutionStore) -> None:
+    state = await run_workflow(WorkflowCache().workflow(RUNBOOK), {}, store=store)
+    await store.flush()
+    assert state.status == "completed"
+    cache = WorkflowCache()
+    await _submit(store, cache, 50)
+    assert await store.reclaim("a9", now=time.time() + 3600, limit=10) == []
+
+
+async def test_prune_deletes_only_executions_that_ended_before_the_cut(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    ended = [await _submit(store, cache, 50) for _ in range(2)]
+    waiting = await _submit(store, cache, 50)
+    running = await _submit(store, cache, 50)
+    for eid in ended:
+        assert await cancel(store, eid) == "cancelled"
+    assert (await store.claim("a1", now=time.time())) is not None  # `waiting` or `running`: one runs
+    assert await store.prune(finished_before=time.time() - 3600) == 0  # they ended just now
+    assert await store.prune(finished_before=time.time() + 1) == 2
+    assert [await store.get_execution(e) for e in ended] == [None, None]
+    assert await store.events(ended[0]) == []
+    for eid in (waiting, running):
+        assert await store.get_execution(eid) is not None and await store.events(eid) != []

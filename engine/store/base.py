@@ -9,8 +9,9 @@ The runner appends without blocking the trio loop (`append` buffers) and calls `
 every side effect, so a durable store writes the step ledger before the effect happens
 (SECURITY.md rule 5). The queue is the store (DESIGN §6): `claim` atomically hands the
 highest-priority pending execution (FIFO within a priority) to one agent, with an attempt number
-that is the fencing token; `heartbeat` renews the leases an agent holds. Leases, resume and
-fencing of writes are filled in by the durable-store work; the shapes are fixed here.
+that is the fencing token; `heartbeat` renews the leases an agent holds. `heartbeat` renews the leases of
+everything an agent holds; an execution whose lease ran out is claimed again (`reclaim`) under a
+new attempt number, and a store refuses writes carrying an older one (`fence`, `StaleClaim`).
 """
 
 from __future__ import annotations
@@ -293,6 +294,31 @@ class ExecutionStore(EventStore, Protocol):
         started. Resuming a started execution is the durable-store work."""
         ...
 
+    async def reclaim(
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = LEASE_SECONDS,
+        own: bool = False,
+    ) -> list[Claim]:
+        """The resume queue (DESIGN §5): started executions (`running`, `rolling_back`) whose lease
+        ran out, or with `own` also those `agent_id` held before it restarted, claimed under a new
+        attempt number (the old holder's writes are refused from then on). Local `wpk run`
+        executions hold no lease and are never taken over."""
+        ...
+
+    def fence(self, execution_id: str, attempt: int | None) -> None:
+        """From now on this store's writes for `execution_id` carry `attempt` as fencing token: a
+        flush is refused (`StaleClaim`) once another claim has a newer attempt. None: no token."""
+        ...
+
+    async def prune(self, *, finished_before: float) -> int:
+        """Delete executions that ended before `finished_before` (rows, events, logs): retention.
+        Returns how many went. Running, pending and rolling-back executions are never touched."""
+        ...
+
     async def register_agent(self, agent: AgentInfo) -> None: ...
 
     async def list_agents(self) -> list[AgentInfo]: ...
@@ -323,5 +349,33 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, full, corrupt): one clear line, no traceback."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or used at all: unreachable, refused credentials, a server error."""
+
+
+class StaleClaim(StoreError):
+    """A write carries a fencing token (attempt number) that is no longer the execution's claim:
+    another agent took the execution over after this one's lease ran out. The write is refused."""
+
+
 def decode_labels(raw: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (raw or {}).items()}
+
+
+def stale_message(execution_id: str, attempt: int) -> str:
+    return (
+        f"execution {execution_id}: claimed by another agent since attempt {attempt} "
+        "(this agent's lease ran out); its writes are refused"
+    )
+
+
+def store_error_in(exc: BaseException) -> StoreError | None:
+    """The store failure behind `exc`, also when trio wrapped it in an exception group."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = store_error_in(inner)
+            if found is not None:
+                return found
+    return None

@@ -116,6 +116,8 @@ class DatabaseThread:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             for op in batch:
+                if isinstance(op.result, outcome.Error):
+                    continue  # its own failure (a full disk ends the transaction too): the real cause
                 if op.write or op.result is None:
                     op.result = outcome.Error(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
         by_token: dict[trio.lowlevel.TrioToken, list[_Op]] = {}

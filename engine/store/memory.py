@@ -13,6 +13,8 @@ from typing import Any
 from .. import scheduler
 from ..events import Event, EventType
 from .base import (
+    LEASE_SECONDS,
+    TERMINAL,
     AgentInfo,
     Band,
     Claim,
@@ -21,7 +23,9 @@ from .base import (
     LogLine,
     NewExecution,
     Page,
+    StaleClaim,
     row_from_created,
+    stale_message,
     status_after,
 )
 
@@ -56,9 +60,21 @@ class MemoryStore:
         self._rows: dict[str, tuple[int, ExecutionRow]] = {}
         self._agents: dict[str, AgentInfo] = {}
         self._n = 0
+        self._fences: dict[str, int] = {}
+        self._stale: list[str] = []  # refused writes, reported by the next flush
 
     # -- events ------------------------------------------------------------------------------
+    def fence(self, execution_id: str, attempt: int | None) -> None:
+        if attempt is None:
+            self._fences.pop(execution_id, None)
+        else:
+            self._fences[execution_id] = attempt
+
     def append(self, execution_id: str, event: Event) -> None:
+        fence = self._fences.get(execution_id)
+        if fence is not None and execution_id in self._rows and self._rows[execution_id][1].attempt != fence:
+            self._stale.append(stale_message(execution_id, fence))
+            return
         if event.type is EventType.EXECUTION_CREATED and execution_id not in self._rows:
             self._insert(row_from_created(event))
         self._events.setdefault(execution_id, []).append(event)
@@ -73,7 +89,9 @@ class MemoryStore:
             self._rows[execution_id] = (n, dataclasses.replace(row, **changes))
 
     async def flush(self) -> None:
-        return None
+        if self._stale:
+            message, self._stale = self._stale[0], []
+            raise StaleClaim(message)
 
     async def events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
         return [e for e in self._events.get(execution_id, ()) if e.seq > after_seq]
@@ -212,6 +230,37 @@ class MemoryStore:
             if row.agent_id == agent_id and row.status in ("running", "rolling_back"):
                 self._rows[execution_id] = (n, dataclasses.replace(row, lease_until=now + lease_seconds))
 
+    async def reclaim(
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = LEASE_SECONDS,
+        own: bool = False,
+    ) -> list[Claim]:
+        eligible = sorted(
+            (
+                (-row.priority, n, row)
+                for n, row in self._rows.values()
+                if row.status in ("running", "rolling_back")
+                and row.lease_until is not None
+                and (row.lease_until < now or (own and row.agent_id == agent_id))
+            ),
+            key=lambda t: (t[0], t[1]),
+        )
+        claims = []
+        for _, n, row in eligible[:limit]:
+            row = dataclasses.replace(
+                row, agent_id=agent_id, attempt=row.attempt + 1, lease_until=now + lease_seconds
+            )
+            self._rows[row.execution_id] = (n, row)
+            history = tuple(self._events.get(row.execution_id, ()))
+            claims.append(
+                Claim(row=row, attempt=row.attempt, lease_until=now + lease_seconds, history=history)
+            )
+        return claims
+
     async def release(self, execution_id: str, attempt: int) -> bool:
         found = self._rows.get(execution_id)
         if found is None or found[1].attempt != attempt or found[1].status != "running":
@@ -222,6 +271,17 @@ class MemoryStore:
             dataclasses.replace(row, status="pending", agent_id=None, lease_until=None),
         )
         return True
+
+    async def prune(self, *, finished_before: float) -> int:
+        gone = [
+            eid
+            for eid, (_, row) in self._rows.items()
+            if row.status in TERMINAL and row.finished_at is not None and row.finished_at < finished_before
+        ]
+        for eid in gone:
+            del self._rows[eid]
+            self._events.pop(eid, None)
+        return len(gone)
 
     async def register_agent(self, agent: AgentInfo) -> None:
         self._agents[agent.agent_id] = agent

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from .. import scheduler
 from ..events import Event, EventType
 from .base import (
+    LEASE_SECONDS,
     TERMINAL,
     AgentInfo,
     Band,
@@ -33,61 +34,16 @@ from .base import (
     LogLine,
     NewExecution,
     Page,
+    StaleClaim,
+    StoreUnavailable,
     row_from_created,
+    stale_message,
     status_after,
 )
 from .dbthread import DatabaseThread
+from .sqlite_schema import BUSY_TIMEOUT_MS, SYNCHRONOUS, describe_error, migrate
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    execution_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    time REAL NOT NULL,
-    step TEXT,
-    item INTEGER,
-    data TEXT NOT NULL,
-    PRIMARY KEY (execution_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS executions (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    execution_id TEXT NOT NULL UNIQUE,
-    workflow_name TEXT NOT NULL,
-    workflow_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    dry_run INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    not_before REAL,
-    labels TEXT NOT NULL DEFAULT '{}',
-    package TEXT,
-    package_path TEXT NOT NULL DEFAULT '',
-    params TEXT NOT NULL DEFAULT '{}',
-    rollback INTEGER NOT NULL DEFAULT 1,
-    agent_id TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    lease_until REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS executions_queue ON executions (status, priority DESC, n);
-CREATE INDEX IF NOT EXISTS executions_workflow ON executions (workflow_name, n);
-CREATE INDEX IF NOT EXISTS executions_agent ON executions (agent_id, status);
-CREATE TABLE IF NOT EXISTS agents (
-    agent_id TEXT PRIMARY KEY,
-    labels TEXT NOT NULL,
-    capacity INTEGER NOT NULL,
-    version TEXT NOT NULL,
-    state TEXT NOT NULL,
-    heartbeat_at REAL NOT NULL,
-    started_at REAL NOT NULL,
-    adapters TEXT NOT NULL DEFAULT '[]',
-    requested TEXT
-);
-"""
 
 _ROW_COLUMNS = (
     "execution_id, workflow_name, workflow_version, status, priority, dry_run, created_at, started_at,"
@@ -159,37 +115,46 @@ _EventRow = tuple[str, int, str, float, str | None, int | None, str]
 class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, offload: bool = False) -> None:
         self.path = Path(path)
-        # The store holds undo records and step outputs: a directory of our own (0700, when we
-        # create it) and a file only its owner reads (0600; SQLite gives -wal/-shm the same mode).
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(SCHEMA)
-        agent_columns = {r[1] for r in self._db.execute("PRAGMA table_info(agents)")}
-        if "requested" not in agent_columns:  # a store from before agent control requests
-            self._db.execute("ALTER TABLE agents ADD COLUMN requested TEXT")
-        # Placement inside the claim's query (scheduler.eligible on the stored JSON).
-        self._db.create_function("wpk_eligible", 2, scheduler.eligible_json, deterministic=True)
+        try:
+            # The store holds undo records and step outputs: a directory of our own (0700, when we
+            # create it) and a file only its owner reads (0600; SQLite gives -wal/-shm the same mode).
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            migrate(self._db, self.path)
+            # Placement inside the claim's query (scheduler.eligible on the stored JSON).
+            self._db.create_function("wpk_eligible", 2, scheduler.eligible_json, deterministic=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"{self.path}: cannot open the store: {exc.strerror or exc}") from None
+        except sqlite3.Error as exc:
+            raise describe_error(self.path, exc) from None
         # (execution id, event, its row): serialised when appended, on the caller's thread, so the
         # database thread spends its time in SQLite (which releases the GIL), not in json.dumps.
         self._pending: list[tuple[str, Event, _EventRow]] = []
+        self._fences: dict[str, int] = {}
         self.offload = offload
         self._worker: DatabaseThread | None = None  # the connection's own thread (offload mode)
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A write: its own `BEGIN IMMEDIATE` transaction inline, or a share of a group commit."""
-        if not self.offload:
-            return self._write(fn)
-        return await self._thread().run(fn, write=True)
+        try:
+            if not self.offload:
+                return self._write(fn)
+            return await self._thread().run(fn, write=True)
+        except sqlite3.Error as exc:
+            raise describe_error(self.path, exc) from None
 
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if not self.offload:
-            return fn(self._db)
-        return await self._thread().run(fn, write=False)
+        try:
+            if not self.offload:
+                return fn(self._db)
+            return await self._thread().run(fn, write=False)
+        except sqlite3.Error as exc:
+            raise describe_error(self.path, exc) from None
 
     def _thread(self) -> DatabaseThread:
         if self._worker is None:
@@ -203,12 +168,19 @@ class SQLiteStore:
         try:
             out = fn(db)
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         return out
 
     # -- events ------------------------------------------------------------------------------
+    def fence(self, execution_id: str, attempt: int | None) -> None:
+        if attempt is None:
+            self._fences.pop(execution_id, None)
+        else:
+            self._fences[execution_id] = attempt
+
     def append(self, execution_id: str, event: Event) -> None:
         self._pending.append((execution_id, event, self._event_row(execution_id, event)))
 
@@ -216,7 +188,8 @@ class SQLiteStore:
         if not self._pending:
             return
         batch, self._pending = self._pending, []  # taken on the loop thread, in order
-        await self._tx(lambda db: self._apply_events(db, batch))
+        fences = {eid: self._fences[eid] for eid, _, _ in batch if eid in self._fences}
+        await self._tx(lambda db: self._apply_events(db, batch, fences))
 
     def flush_sync(self) -> None:
         batch, self._pending = self._pending, []
@@ -238,7 +211,18 @@ class SQLiteStore:
     def _insert_events(self, batch: list[tuple[str, Event, _EventRow]]) -> None:
         self._write(lambda db: self._apply_events(db, batch))
 
-    def _apply_events(self, db: sqlite3.Connection, batch: Iterable[tuple[str, Event, _EventRow]]) -> None:
+    def _apply_events(
+        self,
+        db: sqlite3.Connection,
+        batch: Iterable[tuple[str, Event, _EventRow]],
+        fences: dict[str, int] | None = None,
+    ) -> None:
+        for execution_id, attempt in (fences or {}).items():  # inside BEGIN IMMEDIATE: exact
+            found = db.execute(
+                "SELECT attempt FROM executions WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+            if found is not None and int(found[0]) != attempt:
+                raise StaleClaim(stale_message(execution_id, attempt))
         rows: list[_EventRow] = []
         for execution_id, event, row in batch:
             if event.type is EventType.EXECUTION_CREATED:
@@ -475,6 +459,38 @@ class SQLiteStore:
 
         await self._tx(write)
 
+    async def reclaim(
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = LEASE_SECONDS,
+        own: bool = False,
+    ) -> list[Claim]:
+        await self.flush()
+
+        def write(db: sqlite3.Connection) -> list[Claim]:
+            found = db.execute(
+                "UPDATE executions SET agent_id = ?, attempt = attempt + 1, lease_until = ?"
+                " WHERE n IN (SELECT n FROM executions WHERE status IN ('running', 'rolling_back')"
+                " AND lease_until IS NOT NULL AND (lease_until < ? OR (? AND agent_id = ?))"
+                f" ORDER BY priority DESC, n LIMIT ?) RETURNING n, {_ROW_COLUMNS}",
+                (agent_id, now + lease_seconds, now, int(own), agent_id, limit),
+            ).fetchall()
+            found.sort(key=lambda r: (-int(r[5]), int(r[0])))
+            return [
+                Claim(
+                    row=(row := _row(r[1:])),
+                    attempt=row.attempt,
+                    lease_until=now + lease_seconds,
+                    history=tuple(self._events_sync(row.execution_id, 0)),
+                )
+                for r in found
+            ]
+
+        return await self._tx(write)
+
     async def release(self, execution_id: str, attempt: int) -> bool:
         def write(db: sqlite3.Connection) -> bool:
             cur = db.execute(
@@ -483,6 +499,27 @@ class SQLiteStore:
                 (execution_id, attempt),
             )
             return cur.rowcount == 1
+
+        return await self._tx(write)
+
+    async def prune(self, *, finished_before: float) -> int:
+        await self.flush()
+        final = tuple(sorted(TERMINAL))
+
+        def write(db: sqlite3.Connection) -> int:
+            marks = ", ".join("?" for _ in final)
+            ids = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT execution_id FROM executions WHERE status IN ({marks})"
+                    " AND finished_at IS NOT NULL AND finished_at < ?",
+                    (*final, finished_before),
+                )
+            ]
+            for eid in ids:
+                db.execute("DELETE FROM events WHERE execution_id = ?", (eid,))
+                db.execute("DELETE FROM executions WHERE execution_id = ?", (eid,))
+            return len(ids)
 
         return await self._tx(write)
 
