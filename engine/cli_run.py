@@ -8,6 +8,7 @@ printed from the event stream, so what a terminal shows is exactly what the stor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import signal
@@ -136,9 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         execution_id=created.execution_id,
         history=[created.first_event] if created.first_event else [],
     )
+    from .recovery import local_agent_id, mark_lost_executions
+
+    created = dataclasses.replace(created, agent_id=local_agent_id())  # engine/recovery.py
     runner = Runner(workflow, params=params, secrets=secrets, store=store, options=options)
     interrupted = False
-    _recover_after_crash(args.store)
+    _sweep_after_crash()
 
     async def main() -> None:
         nonlocal interrupted
@@ -155,18 +159,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                         runner.cancel()
 
             nursery.start_soon(watch_signals)
+            for execution_id in await mark_lost_executions(store):
+                _err(f"wpk: execution {execution_id} marked failed: its agent died while it ran")
             await store.create_execution(created)
             if created.first_event is not None:
                 progress.on_event(created.first_event)
             await runner.run()
             nursery.cancel_scope.cancel()
 
-    from .recovery import running_marker
     from .store.base import store_error_in
 
     try:
-        with running_marker(runner.execution_id, args.store):
-            trio.run(main)
+        trio.run(main)
     except BaseException as exc:  # a store that fails mid-run: the run stops, and says why
         failure = store_error_in(exc)
         if failure is None:
@@ -198,20 +202,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if str(state.status) == "completed" else EXIT_INVALID
 
 
-def _recover_after_crash(store_url: str) -> None:
-    """What a killed agent left: its steps' processes are ended, its executions marked lost."""
-    import trio
-
+def _sweep_after_crash() -> None:
+    """What a killed agent left: its steps' processes are ended (its executions are marked lost
+    from the store, engine/recovery.py)."""
     from wpk.adapters import registry
-
-    from .recovery import mark_lost_executions
-    from .store import open_store
 
     ended = registry.sweep_after_crash()
     if ended:
         _err(f"wpk: ended {len(ended)} process(es) left by an agent that died")
-    for execution_id in trio.run(mark_lost_executions, open_store):
-        _err(f"wpk: execution {execution_id} marked failed: its agent died while it ran")
 
 
 def safe_line(text: str) -> str:

@@ -21,7 +21,11 @@ def add_subcommands(sub: Any) -> None:
     p = sub.add_parser("serve", help="run an agent with its HTTP API (the sidecar)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4000, help="port (default 4000; 0 picks a free one)")
-    p.add_argument("--store", default="sqlite:", help="sqlite: (default), sqlite:///path.db or memory:")
+    p.add_argument(
+        "--store",
+        default="sqlite:",
+        help="sqlite: (default), sqlite:///path.db, arangodb://user@host:8529/db or memory:",
+    )
     p.add_argument("--token-file", help="file holding the bearer token (else $WPK_TOKEN)")
     p.add_argument("--labels", default="", help="agent labels, k=v,k2=v2")
     p.add_argument("--capacity", type=int, default=8, help="executions run at once (default 8)")

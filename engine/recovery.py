@@ -1,35 +1,29 @@
-"""After a crash: executions left `running` by an agent that died are marked failed, "agent lost".
+"""After a crash of `wpk run`: its execution, left `running`, is marked failed, "agent lost".
 
-While an execution runs, its agent keeps a small marker file naming the execution, the store and
-the agent process (pid and start time, so a reused pid is not mistaken for the agent). A clean
-end removes it. When the next agent starts, a marker whose agent no longer runs means the agent
-was killed mid-execution: the execution gets `execution_finished` and `execution_closed` events
-with status `failed` and error `agent lost`, so it no longer reads `running` forever
-(SECURITY.md, Faults). The steps' leftover processes are ended by the shell adapter's own sweep
-(`adapters/shell/process.py`, `sweep_orphans`). Kept minimal and apart from the store: the
-durable claim layer (engine/store/) will own leases and takeovers.
+A local run holds no lease (no agent takes its work over: it is one process, with its own
+adapter settings), so the store cannot tell from time alone that it died. Instead its row names
+the process that runs it: agent id `local:<host>:<pid>:<start time>` (the start time, so a
+reused pid is not mistaken for it). The next `wpk run` on the same host and store looks for
+such rows still `running` or `rolling_back` whose process is gone, and closes each with
+`execution_finished` and `execution_closed`, status `failed`, error `agent lost` (SECURITY.md,
+Faults), as one compare-and-set on the row, so two runs starting at once close it once. The
+steps' leftover processes are ended by the shell adapter's sweep (`sweep_after_crash`).
+Executions of `wpk serve` agents hold leases and are resumed instead (docs/stores.md).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
+import socket
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from .events import Event, EventType
-from .store.base import EventStore
+from .store.base import ExecutionQuery, ExecutionStore
 
-__all__ = ["LOST_ERROR", "mark_lost_executions", "running_marker"]
+__all__ = ["LOST_ERROR", "local_agent_id", "mark_lost_executions"]
 
 LOST_ERROR = "agent lost: the agent process ended while the execution was running"
-
-
-def _state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "wpk" / "running"
+_PREFIX = "local:"
 
 
 def _start_time(pid: int) -> str | None:
@@ -42,70 +36,48 @@ def _start_time(pid: int) -> str | None:
     return fields[19].decode() if len(fields) > 19 else None
 
 
-def _agent_alive(pid: int, start: str | None) -> bool:
-    if start is None or not os.path.isdir("/proc"):
-        return True  # cannot tell: never declare a live agent lost
-    return _start_time(pid) == start
+def local_agent_id(pid: int | None = None) -> str:
+    """The agent id a local run records in its row: host, pid and the process's start time."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_PREFIX}{socket.gethostname()}:{pid}:{_start_time(pid) or '?'}"
 
 
-@contextlib.contextmanager
-def running_marker(execution_id: str, store_url: str) -> Iterator[None]:
-    """Keep a marker for `execution_id` while the block runs (not for `memory:` stores)."""
-    if store_url.startswith("memory:"):
-        yield
-        return
-    folder = _state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / f"{execution_id}.json"
-    pid = os.getpid()
-    marker.write_text(
-        json.dumps({"execution_id": execution_id, "store": store_url, "pid": pid, "start": _start_time(pid)}),
-        encoding="utf-8",
-    )
-    try:
-        yield
-    finally:
-        marker.unlink(missing_ok=True)
+def _dead(agent_id: str) -> bool:
+    """A local run of this host whose process no longer runs (never guessed: unknown is alive)."""
+    parts = agent_id.removeprefix(_PREFIX).rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False  # another host's run, or not ours to judge
+    if parts[2] == "?" or not os.path.isdir("/proc"):
+        return False
+    return _start_time(int(parts[1])) != parts[2]
 
 
-async def mark_lost_executions(open_store: Callable[[str], EventStore]) -> list[str]:
-    """Mark every execution whose agent died as failed ("agent lost"); return their ids."""
-    folder = _state_dir()
-    if not folder.is_dir():
-        return []
+async def mark_lost_executions(store: ExecutionStore) -> list[str]:
+    """Close every local run of this host whose process died as failed ("agent lost")."""
     lost: list[str] = []
-    for marker in sorted(folder.glob("*.json")):
-        try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
-            execution_id, store_url = str(info["execution_id"]), str(info["store"])
-            pid, start = int(info["pid"]), info.get("start")
-        except (OSError, ValueError, KeyError, TypeError):
-            marker.unlink(missing_ok=True)  # unreadable: nothing can be done with it
-            continue
-        if _agent_alive(pid, start):
-            continue
-        store = open_store(store_url)
-        try:
-            if await _close_as_lost(store, execution_id):
-                lost.append(execution_id)
-        finally:
-            await store.aclose()
-        marker.unlink(missing_ok=True)
-    return lost
+    cursor: int | None = None
+    while True:
+        page = await store.list_executions(
+            ExecutionQuery(statuses=("running", "rolling_back"), limit=200, cursor=cursor)
+        )
+        for row in page.rows:
+            ours = row.agent_id is not None and row.agent_id.startswith(_PREFIX) and _dead(row.agent_id)
+            if ours and await _close_as_lost(store, row.execution_id, row.status):
+                lost.append(row.execution_id)
+        if page.next is None:
+            return lost
+        cursor = page.next
 
 
-async def _close_as_lost(store: EventStore, execution_id: str) -> bool:
+async def _close_as_lost(store: ExecutionStore, execution_id: str, status: str) -> bool:
     events = await store.events(execution_id)
     if not events or any(e.type is EventType.EXECUTION_CLOSED for e in events):
         return False
     seq = events[-1].seq
     data = {"status": "failed", "error": LOST_ERROR}
+    closing = []
     if not any(e.type is EventType.EXECUTION_FINISHED for e in events):
         seq += 1
-        store.append(execution_id, Event(seq, EventType.EXECUTION_FINISHED, time.time(), data=dict(data)))
-    store.append(execution_id, Event(seq + 1, EventType.EXECUTION_CLOSED, time.time(), data=dict(data)))
-    try:
-        await store.flush()
-    except Exception:  # another agent starting at the same moment closed it first (same seq)
-        return False
-    return True
+        closing.append(Event(seq, EventType.EXECUTION_FINISHED, time.time(), data=dict(data)))
+    closing.append(Event(seq + 1, EventType.EXECUTION_CLOSED, time.time(), data=dict(data)))
+    return await store.transition(execution_id, (status,), "failed", closing)

@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 from sidecar_server import Server, start_server, wait_status
+
+from wpk.engine.store import SQLiteStore
 
 TOKEN = "test-token-0123456789"
 PASSWORD = "pw-" + secrets.token_hex(8)
@@ -146,3 +149,43 @@ def test_a_killed_server_resumes_its_execution_after_restart(
         assert steps["last"]["status"] == "skipped"
         assert (_lines(work / "first"), _lines(work / "middle"), _lines(work / "last")) == (1, 1, 0)
         assert _lines(work / "first_undone") == 1
+
+
+def test_another_server_takes_over_once_the_lease_runs_out(tmp_path: Path) -> None:
+    """No restart: a second server on the same store (another agent id) resumes the execution
+    once the dead agent's lease (2 s) ran out; the idempotent middle step runs again there."""
+    url = f"sqlite:///{tmp_path / 'wpk.db'}"
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "a").mkdir()
+    dying = start_server(tmp_path / "a", "--agent-id", "a", *FAST, token=TOKEN, store=url)
+    try:
+        with dying.client() as client:
+            response = client.post(
+                "/execute",
+                json={"wpk_content": THREE_STEPS.format(idempotent="true"), "parameters": {"dir": str(work)}},
+            )
+            assert response.status_code == 202, response.text
+            eid = response.json()["execution_id"]
+            _wait_for(work / "middle")
+    finally:
+        dying.stop(signal.SIGKILL)
+    (work / "release").touch()
+    (tmp_path / "b").mkdir()
+    other = start_server(tmp_path / "b", "--agent-id", "b", *FAST, token=TOKEN, store=url)
+    try:
+        with other.client() as client:
+            record = wait_status(client, eid, {"completed", "failed", "rolled_back", "rollback_failed"})
+    finally:
+        assert other.stop() == 0
+    assert record["status"] == "completed", record
+
+    async def holder() -> tuple[str | None, int]:
+        store = SQLiteStore(tmp_path / "wpk.db")
+        row = await store.get_execution(eid)
+        await store.aclose()
+        assert row is not None
+        return row.agent_id, row.attempt
+
+    assert trio.run(holder) == ("b", 2)  # taken over under a new fencing token
+    assert (_lines(work / "first"), _lines(work / "middle"), _lines(work / "last")) == (1, 2, 1)

@@ -359,7 +359,7 @@ def _row_doc(new: NewExecution) -> dict[str, Any]:
         "package_path": new.package_path,
         "params": _json(dict(new.params)),
         "rollback": new.rollback,
-        "agent_id": None,
+        "agent_id": new.agent_id,
         "attempt": 0,
         "lease_until": None,
         "cancel_requested": False,

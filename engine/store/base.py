@@ -63,6 +63,7 @@ class NewExecution:
     not_before: float | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     first_event: Event | None = None  # the EXECUTION_CREATED event, stored with the row
+    agent_id: str | None = None  # who runs it from the start: a local `wpk run` (engine/recovery.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

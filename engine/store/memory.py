@@ -45,7 +45,7 @@ def _row(new: NewExecution, n: int) -> tuple[int, ExecutionRow]:
         package_path=new.package_path,
         params=dict(new.params),
         rollback=new.rollback,
-        agent_id=None,
+        agent_id=new.agent_id,
         attempt=0,
         lease_until=None,
         cancel_requested=False,

@@ -1,0 +1,158 @@
+"""Store benchmark: events appended per second, claims per second, and a 10,000-step run's
+overhead, on memory vs SQLite vs the ArangoDB double (in its own process, as a server would be).
+
+Run:  PYTHONPATH=tests python tests/bench/store.py           (a few minutes on 2 cores)
+      PYTHONPATH=tests python tests/bench/store.py --quick   (smaller sizes, a smoke check)
+
+Figures are recorded in docs/performance.md. The goal: SQLite adds at most 30% to the engine's
+per-step cost. Steps are `rec.write` (tests/recording_adapter.py, no wait): a write, so the
+runner flushes the ledger before each one, as it does before every real side effect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trio
+from recording_adapter import RecordingAdapter, reset
+from runbooks import workflow
+
+from wpk.adapters import registry
+from wpk.engine import MemoryStore, Runner, RunOptions
+from wpk.engine.events import Event, EventType
+from wpk.engine.executions import WorkflowCache, submit
+from wpk.engine.store import SQLiteStore
+from wpk.engine.store.arangodb import ArangoStore, parse_url
+from wpk.engine.store.base import ExecutionStore
+
+PASSWORD = "bench-" + secrets.token_hex(4)
+NOOP = """\
+apiVersion: wpk/v1
+kind: Runbook
+metadata: {name: noop, version: 1.0.0}
+spec:
+  steps:
+    - {id: a, uses: core.noop}
+"""
+
+
+@contextmanager
+def arango_double() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arango_double", "--password", PASSWORD],
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip().removeprefix("http://")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def chain(n: int) -> str:
+    lines = ["concurrency: 1000", "steps:", "  - {id: s0, uses: rec.write, rollback: none}"]
+    lines += [f"  - {{id: s{i}, uses: rec.write, needs: [s{i - 1}], rollback: none}}" for i in range(1, n)]
+    return "\n".join(lines)
+
+
+async def appends(store: ExecutionStore, n: int, batch: int) -> float:
+    """Events per second: `batch` appends, then a flush (the runner's pattern around a step)."""
+    start = time.perf_counter()
+    for i in range(1, n + 1):
+        store.append("bench-appends", Event(i, EventType.LOG, time.time(), "s", None, {"line": f"line {i}"}))
+        if i % batch == 0:
+            await store.flush()
+    await store.flush()
+    return n / (time.perf_counter() - start)
+
+
+async def claims(store: ExecutionStore, n: int) -> float:
+    cache = WorkflowCache()
+    for _ in range(n):
+        await submit(store, cache, NOOP, {})
+    start = time.perf_counter()
+    got = 0
+    while await store.claim("bench", now=time.time()) is not None:
+        got += 1
+    assert got == n, got
+    return n / (time.perf_counter() - start)
+
+
+async def run_chain(store: ExecutionStore, n: int) -> float:
+    wf = workflow(chain(n))
+    reset()
+    runner = Runner(wf, params={}, secrets={}, store=store, options=RunOptions())
+    start = time.perf_counter()
+    state = await runner.run()
+    elapsed = time.perf_counter() - start
+    assert str(state.status) == "completed", state.error
+    return elapsed
+
+
+def measure(make: Callable[[], ExecutionStore], steps: int, events: int, n_claims: int) -> dict[str, float]:
+    async def main() -> dict[str, float]:
+        out: dict[str, float] = {}
+        store = make()
+        out["events_per_s_batch10"] = await appends(store, events, 10)
+        await store.aclose()
+        store = make()
+        out["claims_per_s"] = await claims(store, n_claims)
+        await store.aclose()
+        store = make()
+        elapsed = await run_chain(store, steps)
+        await store.aclose()
+        out["run_s"] = elapsed
+        out["per_step_us"] = elapsed / steps * 1e6
+        return out
+
+    return trio.run(main)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    steps, events, n_claims = (1000, 2000, 200) if args.quick else (10_000, 20_000, 1000)
+    registry.register("rec", RecordingAdapter)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["memory"] = measure(MemoryStore, steps, events, n_claims)
+        counter = iter(range(1000))
+        results["sqlite"] = measure(
+            lambda: SQLiteStore(Path(tmp) / f"bench{next(counter)}.db"), steps, events, n_claims
+        )
+        results["sqlite-offload"] = measure(
+            lambda: SQLiteStore(Path(tmp) / f"bench{next(counter)}.db", offload=True), steps, events, n_claims
+        )
+        with arango_double() as hostport:
+            databases = iter(range(1000))
+            a_steps, a_events, a_claims = steps // 10, events // 10, n_claims // 10  # the double scans
+            results["arango-double"] = measure(
+                lambda: ArangoStore(
+                    parse_url(f"arangodb://root@{hostport}/bench{next(databases)}"), PASSWORD
+                ),
+                a_steps,
+                a_events,
+                a_claims,
+            )
+            results["arango-double"]["sizes"] = float(a_steps)
+    base = results["memory"]["per_step_us"]
+    for r in results.values():
+        r["overhead_vs_memory_pct"] = round((r["per_step_us"] / base - 1) * 100, 1)
+    print(json.dumps({"steps": steps, "events": events, "claims": n_claims, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
