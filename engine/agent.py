@@ -11,6 +11,12 @@ attempt number that fences the store's writes. An agent that starts takes back a
 it held before it restarted (same agent id); every poll also takes over executions whose lease
 ran out (their agent died elsewhere). A taken-over execution resumes from its events: the runner
 does not run completed steps again (engine/resume.py).
+
+Lifecycle (`scheduler.TRANSITIONS`): `created -> running <-> paused -> stopped`; a paused agent
+claims nothing and finishes what it runs; drain is stop. A request made through the store (the
+API of another process, `wpk agents pause` on the local store) is applied at the next heartbeat,
+which also marks `failed` any agent whose heartbeats stopped (`stale_after`). Claims ask only for
+executions this agent's labels allow, in effective-priority order (`aging_rate`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .execute import PackageInvalid, prepare_run
 from .executions import WorkflowCache
 from .model import Workflow
 from .runner import Runner, RunOptions
+from .scheduler import DEFAULT_AGING_RATE, REQUESTS, check_request, check_transition
 from .secrets import MissingSecrets
 from .store.base import LEASE_SECONDS, AgentInfo, Claim, ExecutionStore, StaleClaim, StoreError
 
@@ -49,6 +56,9 @@ class AgentConfig:
     lease_seconds: float = LEASE_SECONDS
     version: str = "0+unknown"
     environ: Mapping[str, str] | None = None  # where secrets come from (None: os.environ)
+    aging_rate: float = DEFAULT_AGING_RATE  # priority points per minute of waiting (scheduler.py)
+    stale_after: float | None = None  # no heartbeat for this long: failed (None: the lease time)
+    adapters: tuple[str, ...] = ()  # the adapters this agent offers (shown in GET /agents)
 
 
 class Agent:
@@ -59,12 +69,15 @@ class Agent:
         *,
         cache: WorkflowCache | None = None,
         observer: Observer | None = None,
+        on_claim: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.cache = cache or WorkflowCache()
         self.observer = observer
+        self.on_claim = on_claim  # called with each claim's duration in seconds (a metric)
         self.state = "created"
+        self.requested: str | None = None  # drain: running work finishes, then the agent stops
         self.running: dict[str, Runner] = {}
         self.started_at = time.time()
         self._wake = trio.Event()
@@ -90,7 +103,23 @@ class Agent:
     def stop(self) -> None:
         """Claim nothing more; `run` returns once running executions are over (see `grace`)."""
         self._stopping = True
+        self.requested = "drain"
         self._wake.set()
+
+    def control(self, request: str) -> str:
+        """Apply pause, resume or drain here and now; the state it leads to, or IllegalTransition."""
+        to = check_request(self.config.agent_id, self.state, request)
+        if request == "drain":
+            self.stop()
+        elif to != self.state:
+            self.state = to
+            log.info("agent %s: %s", self.config.agent_id, to)
+            self._wake.set()
+        return to
+
+    @property
+    def claiming(self) -> bool:
+        return self.state == "running" and not self._stopping
 
     @property
     def active(self) -> int:
@@ -106,11 +135,13 @@ class Agent:
             state=self.state,
             heartbeat_at=now,
             started_at=self.started_at,
+            adapters=tuple(self.config.adapters),
         )
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, *, grace: float = 30.0, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Register, claim and run until `stop()`; then drain within `grace` seconds."""
+        check_transition(self.config.agent_id, self.state, "running")
         self.state = "running"
         await self.store.register_agent(self.info())
         async with trio.open_nursery() as nursery:
@@ -123,6 +154,7 @@ class Agent:
                         await self._until_idle()
                 for runner in list(self.running.values()):
                     runner.cancel()  # past the grace period: cancel, rollback policy applies
+            check_transition(self.config.agent_id, self.state, "stopped")
             self.state = "stopped"
             try:
                 await self.store.heartbeat(self.config.agent_id, now=time.time(), state=self.state)
@@ -153,8 +185,9 @@ class Agent:
 
         Executions to resume (lease run out; at start-up, this agent's own) come first: they
         were started already, and nothing else moves them on."""
-        while len(self.running) < self.config.capacity and not self._stopping:
+        while len(self.running) < self.config.capacity and self.claiming:
             free = self.config.capacity - len(self.running)
+            began = time.perf_counter()
             claims = await self.store.reclaim(
                 self.config.agent_id,
                 now=time.time(),
@@ -176,7 +209,11 @@ class Agent:
                     now=time.time(),
                     limit=free - len(claims),
                     lease_seconds=self.config.lease_seconds,
+                    labels=self.config.labels,
+                    aging_rate=self.config.aging_rate,
                 )
+            if self.on_claim is not None:
+                self.on_claim(time.perf_counter() - began)
             for claim in claims:
                 runner = await self._prepare(claim)
                 if runner is not None:
@@ -189,14 +226,36 @@ class Agent:
         while True:
             await trio.sleep(self.config.heartbeat_seconds)
             try:
+                await self.beat()
+            except Exception as exc:
+                log.error("agent %s: heartbeat failed: %s: %s", self.config.agent_id, type(exc).__name__, exc)
+
+    async def beat(self) -> None:
+        """One heartbeat: renew the leases, mark agents that stopped beating `failed`, and apply
+        a control request another process recorded for this agent."""
+        now = time.time()
+        await self.store.heartbeat(
+            self.config.agent_id, now=now, state=self.state, lease_seconds=self.config.lease_seconds
+        )
+        stale_after = self.config.stale_after or self.config.lease_seconds
+        for agent_id in await self.store.fail_stale_agents(now=now, stale_after=stale_after):
+            log.warning("agent %s: no heartbeat for %gs: marked failed", agent_id, stale_after)
+        mine = [a for a in await self.store.list_agents() if a.agent_id == self.config.agent_id]
+        request = mine[0].requested if mine else None
+        if request in REQUESTS:
+            assert request is not None
+            try:
+                self.control(request)
+            except Exception as exc:  # an illegal request (stopped meanwhile): dropped, said once
+                log.warning("agent %s: request %s dropped: %s", self.config.agent_id, request, exc)
+            await self.store.clear_request(self.config.agent_id, request)
+            if request != "drain":
                 await self.store.heartbeat(
                     self.config.agent_id,
                     now=time.time(),
                     state=self.state,
                     lease_seconds=self.config.lease_seconds,
                 )
-            except Exception as exc:
-                log.error("agent %s: heartbeat failed: %s: %s", self.config.agent_id, type(exc).__name__, exc)
 
     async def _prepare(self, claim: Claim) -> Runner | None:
         """A runner for a claimed execution, or the execution failed with why it cannot run."""

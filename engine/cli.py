@@ -60,11 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print where the WPK JSON Schema is and its $id")
     p.set_defaults(func=cmd_schema)
 
-    from . import cli_executions, cli_run, cli_serve, cli_store
+    from . import cli_agents, cli_executions, cli_run, cli_serve, cli_store
 
     cli_run.add_subcommands(sub)
     cli_serve.add_subcommands(sub)
     cli_executions.add_subcommands(sub)
+    cli_agents.add_subcommands(sub)
     cli_store.add_subcommands(sub)
     return parser
 

@@ -64,6 +64,11 @@ def add_subcommands(sub: Any) -> None:
     p.add_argument("--params-file", help="YAML or JSON mapping of parameters")
     p.add_argument("--priority", type=int, help="0..100 (default: the runbook's spec.priority)")
     p.add_argument("--dry-run", action="store_true")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--at", help="no agent claims it before this time (ISO 8601, no zone: UTC)")
+    when.add_argument(
+        "--in", dest="in_", metavar="DURATION", help="no agent claims it before now + 10m, 2h …"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the execution to end; exit as wpk run")
     p.add_argument("--store", help="queue into this local store instead of a sidecar")
     p.add_argument("--url", help="the sidecar (default http://127.0.0.1:4000)")
@@ -190,12 +195,27 @@ class Local:
 
         return self._run(rollback, self.store, self.cache, execution_id, adapter_config=config)
 
-    def submit(self, text: str, path: str, params: Mapping[str, Any], priority: int | None, dry: bool) -> Any:
+    def submit(
+        self,
+        text: str,
+        path: str,
+        params: Mapping[str, Any],
+        priority: int | None,
+        dry: bool,
+        not_before: float | None = None,
+    ) -> Any:
         from .executions import submit
 
         async def go() -> Any:
             done = await submit(
-                self.store, self.cache, text, params, path=path, priority=priority, dry_run=dry
+                self.store,
+                self.cache,
+                text,
+                params,
+                path=path,
+                priority=priority,
+                dry_run=dry,
+                not_before=not_before,
             )
             return {"execution_id": done.execution_id, "status": done.status}
 
@@ -255,8 +275,18 @@ class Remote:
         self._call(self.client.rollback, execution_id)
         return self.wait(execution_id, until_not={"rolling_back"})
 
-    def submit(self, text: str, path: str, params: Mapping[str, Any], priority: int | None, dry: bool) -> Any:
-        return self._call(lambda: self.client.submit(text, params, priority=priority, dry_run=dry))
+    def submit(
+        self,
+        text: str,
+        path: str,
+        params: Mapping[str, Any],
+        priority: int | None,
+        dry: bool,
+        not_before: float | None = None,
+    ) -> Any:
+        return self._call(
+            lambda: self.client.submit(text, params, priority=priority, dry_run=dry, not_before=not_before)
+        )
 
     def wait(self, execution_id: str, *, until_not: set[str] | None = None) -> Any:
         """Poll the record until its status leaves `until_not` (default: until it is over)."""
@@ -428,6 +458,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise Refused(f"{path}: cannot read: {exc}", EXIT_USAGE) from None
     if args.priority is not None and not 0 <= args.priority <= 100:
         raise Refused("--priority must be 0..100", EXIT_USAGE)
+    from .scheduler import parse_at, parse_in
+
+    try:
+        not_before = parse_at(args.at) if args.at else parse_in(args.in_, time.time()) if args.in_ else None
+    except ValueError as exc:
+        raise Refused(f"--at/--in: {exc}", EXIT_USAGE) from None
     from .cli_run import load_workflow
 
     workflow = load_workflow(str(path))  # the same checks as wpk run, with file:line:col here
@@ -447,7 +483,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.store
         else Remote(args.url or DEFAULT_URL, args.token or os.environ.get("WPK_TOKEN"))
     )
-    answer = backend.submit(text, str(path), given, args.priority, args.dry_run)
+    answer = backend.submit(text, str(path), given, args.priority, args.dry_run, not_before)
     if not args.wait or isinstance(backend, Local):
         if args.format == "json":
             _print_json(answer)

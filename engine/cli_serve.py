@@ -50,6 +50,12 @@ def add_subcommands(sub: Any) -> None:
         default=10.0,
         help="how often leases are renewed (default 10; keep it well under --lease-seconds)",
     )
+    p.add_argument(
+        "--aging-rate",
+        type=float,
+        default=None,
+        help="priority points a pending execution gains per minute of waiting (default 10; 0: none)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -118,6 +124,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.heartbeat_seconds < args.lease_seconds:
         _err("--heartbeat-seconds must be more than 0 and less than --lease-seconds")
         return EXIT_USAGE
+    from .scheduler import DEFAULT_AGING_RATE, MAX_AGING_RATE
+
+    aging_rate = DEFAULT_AGING_RATE if args.aging_rate is None else args.aging_rate
+    if not 0 <= aging_rate <= MAX_AGING_RATE:  # also refuses nan
+        _err(f"--aging-rate must be 0..{MAX_AGING_RATE:g} priority points per minute")
+        return EXIT_USAGE
     try:
         probe = open_store(args.store)  # fail fast, with one line, on a store that cannot open
     except (UnknownStore, StoreError, OSError) as exc:
@@ -146,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             version=_version(),
             lease_seconds=args.lease_seconds,
             heartbeat_seconds=args.heartbeat_seconds,
+            aging_rate=aging_rate,
         )
     )
     return EXIT_OK

@@ -162,6 +162,7 @@ async def submit(
     rollback: bool = True,
     environ: Mapping[str, str] | None = None,
     status: str = "pending",
+    not_before: float | None = None,
 ) -> Submitted:
     """Check everything a run would refuse, then record a `pending` execution (nothing runs here)."""
     from .params import resolve_params
@@ -193,6 +194,7 @@ async def submit(
             created_at=now,
             status=status,
             rollback=rollback,
+            not_before=not_before,
             labels=dict(workflow.placement),
             first_event=first,
         )
@@ -261,6 +263,10 @@ async def record(store: ExecutionStore, cache: WorkflowCache, execution_id: str)
         # Between phases (main phase over, rollback or `finally` still to come) the execution
         # is not over: say what the row says, so nobody polling takes this for the end.
         out["status"] = row.status
+    if row.status == "pending":  # why it waits, when that can be said (placement, not_before)
+        from .agent_control import waiting_reason_of
+
+        out["waiting_reason"] = await waiting_reason_of(store, row)
     if row.dry_run and row.package is not None:
         from .plan import build_plan
 

@@ -71,10 +71,24 @@ class SidecarClient:
             raise RemoteError(response.status_code, "bad_response", "the server did not answer with JSON")
         return body
 
-    def submit(self, content: str, params: Mapping[str, Any], *, priority: int | None, dry_run: bool) -> Any:
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        """Any JSON call of the API (`wpk agents`, `wpk queue`)."""
+        return self._call(method, path, params=dict(params or {}))
+
+    def submit(
+        self,
+        content: str,
+        params: Mapping[str, Any],
+        *,
+        priority: int | None,
+        dry_run: bool,
+        not_before: float | None = None,
+    ) -> Any:
         payload: dict[str, Any] = {"wpk_content": content, "parameters": dict(params), "dry_run": dry_run}
         if priority is not None:
             payload["priority"] = priority
+        if not_before is not None:
+            payload["not_before"] = not_before
         return self._call("POST", "/execute", json=payload)
 
     def show(self, execution_id: str) -> Any:

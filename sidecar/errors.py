@@ -17,9 +17,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from wpk.engine.agent_control import AgentNotFound
 from wpk.engine.execute import PackageInvalid
 from wpk.engine.executions import Conflict, NotFound
 from wpk.engine.params import ParamError
+from wpk.engine.scheduler import IllegalTransition
 from wpk.engine.secrets import MissingSecrets
 
 from .asgi import Send
@@ -67,6 +69,14 @@ TABLE: tuple[Rule, ...] = (
     (BodyTimeout, 408, "request_timeout", str, lambda e: {"seconds": e.seconds}),
     (NotFound, 404, "not_found", str, lambda e: {"execution_id": e.execution_id}),
     (Conflict, 409, "conflict", lambda e: e.message, lambda e: {"status": e.status}),
+    (AgentNotFound, 404, "not_found", str, lambda e: {"agent_id": e.agent_id}),
+    (
+        IllegalTransition,
+        409,
+        "illegal_transition",
+        lambda e: e.message,
+        lambda e: {"agent_id": e.agent_id, "state": e.state, "to": e.to},
+    ),
     (PackageInvalid, 422, "invalid_package", lambda e: "the runbook is not valid", _diagnostics),
     (
         ParamError,

@@ -23,6 +23,7 @@ from prometheus_client import (
 
 from wpk.engine.events import Event, EventType
 from wpk.engine.model import Workflow
+from wpk.engine.scheduler import AGENT_STATES
 from wpk.engine.store.base import Band
 
 MAX_WORKFLOW_NAMES = 100
@@ -37,8 +38,8 @@ ERROR_TYPES = frozenset({
     "Timeout", "Paused", "NotFound", "Conflict", "Forbidden", "Unauthorized", "AlreadyExists", "Invalid",
     "BadRequest", "ServiceUnavailable", "InternalError", "TooManyRequests", "Gone", "Expired",
 })  # fmt: skip
-AGENT_STATES = ("created", "running", "paused", "stopped", "failed")
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+CLAIM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300)
 _STEP_END = {
     EventType.STEP_COMPLETED: "completed",
@@ -98,6 +99,12 @@ class Metrics:
         )
         self.agents = Gauge(
             "workflow_agents", "Agents registered in the store, by state", ["state"], registry=r
+        )
+        self.claim_latency = Histogram(
+            "workflow_claim_latency_seconds",
+            "Time one claim from the store takes (a batch up to the free capacity)",
+            buckets=CLAIM_BUCKETS,
+            registry=r,
         )
         for band in Band:
             self.queue_depth.labels(str(band)).set(0)

@@ -132,6 +132,10 @@ RECORD = {
         "finished_at": TIME,
         "error": NULLABLE_STRING,
         "plan": {"type": ["object", "null"], "description": "dry-runs only: the plan"},
+        "waiting_reason": {
+            "type": ["string", "null"],
+            "description": "pending executions only: why it waits, when that can be said",
+        },
     },
 }
 
@@ -181,6 +185,64 @@ ACCEPTED = {
 }
 
 
+AGENT = {
+    "type": "object",
+    "required": [
+        "agent_id",
+        "labels",
+        "capacity",
+        "version",
+        "state",
+        "heartbeat_at",
+        "started_at",
+        "adapters",
+    ],
+    "properties": {
+        "agent_id": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "capacity": {"type": "integer", "minimum": 1},
+        "version": {"type": "string"},
+        "state": {"enum": ["created", "running", "paused", "stopped", "failed"]},
+        "heartbeat_at": TIME,
+        "started_at": TIME,
+        "adapters": {"type": "array", "items": {"type": "string"}},
+        "requested": {
+            "enum": ["pause", "resume", "drain", None],
+            "description": "a request recorded for the agent, applied at its next heartbeat",
+        },
+    },
+}
+
+QUEUED = {
+    "type": "object",
+    "required": [
+        "position",
+        "execution_id",
+        "workflow_id",
+        "priority",
+        "effective_priority",
+        "created_at",
+        "not_before",
+        "labels",
+        "waiting_reason",
+    ],
+    "properties": {
+        "position": {"type": "integer", "minimum": 1, "description": "1 = claimed next"},
+        "execution_id": {"type": "string"},
+        "workflow_id": {"type": "string"},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 100},
+        "effective_priority": {"type": "number", "description": "priority + aging_rate x minutes waited"},
+        "created_at": TIME,
+        "not_before": TIME,
+        "labels": {"type": "object", "description": "placement: the labels an agent must have"},
+        "waiting_reason": {
+            "type": ["string", "null"],
+            "description": "why it waits, when that can be said (no agent has the labels, not before …)",
+        },
+    },
+}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -226,6 +288,93 @@ def _links() -> dict[str, Any]:
             ("Rollback", "rollback"),
         )
     }
+
+
+def _agent_errors(*codes: int) -> dict[str, Any]:
+    text = {
+        401: "missing or wrong bearer token",
+        404: "no such agent",
+        409: "the lifecycle does not allow it from the agent's state (details: state, to)",
+        500: "internal error (no details are given to the client)",
+    }
+    return {str(c): _json(_ref("Error"), text[c]) for c in (*codes, 500)}
+
+
+def _agent_paths() -> dict[str, Any]:
+    agent_id = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    control = {
+        "pause": "Pause: claim nothing new, finish what runs",
+        "resume": "Resume a paused agent",
+        "drain": "Drain: claim nothing new, finish what runs, then stop",
+    }
+    paths: dict[str, Any] = {
+        "/agents": {
+            "get": {
+                "operationId": "listAgents",
+                "summary": "The agents registered in the store, with state, labels and last heartbeat",
+                "security": AUTH,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["agents"],
+                            "properties": {"agents": {"type": "array", "items": _ref("Agent")}},
+                        },
+                        "every agent",
+                    ),
+                    **_agent_errors(401),
+                },
+            }
+        },
+        "/agents/{agent_id}": {
+            "get": {
+                "operationId": "getAgent",
+                "summary": "One agent",
+                "security": AUTH,
+                "parameters": [agent_id],
+                "responses": {"200": _json(_ref("Agent"), "the agent"), **_agent_errors(401, 404)},
+            }
+        },
+    }
+    for action, summary in control.items():
+        paths[f"/agents/{{agent_id}}/{action}"] = {
+            "post": {
+                "operationId": f"{action}Agent",
+                "summary": summary + " (another process's agent applies it at its next heartbeat)",
+                "security": AUTH,
+                "parameters": [agent_id],
+                "responses": {
+                    "202": _json(_ref("Agent"), "applied (this server's agent) or recorded (requested)"),
+                    **_agent_errors(401, 404, 409),
+                },
+            }
+        }
+    paths["/queue"] = {
+        "get": {
+            "operationId": "queue",
+            "summary": "Pending executions in claim order, with effective priority and why each waits",
+            "security": AUTH,
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["aging_rate", "total", "executions"],
+                        "properties": {
+                            "aging_rate": {"type": "number", "description": "priority points per minute"},
+                            "total": {"type": "integer", "minimum": 0},
+                            "executions": {"type": "array", "items": _ref("QueuedExecution")},
+                        },
+                    },
+                    "the queue",
+                ),
+                **_errors(400, 401),
+            },
+        }
+    }
+    return paths
 
 
 def document(version: str = "0+unknown") -> dict[str, Any]:
@@ -321,6 +470,11 @@ def document(version: str = "0+unknown") -> dict[str, Any]:
                                 "minimum": 0,
                                 "maximum": 100,
                                 "description": "overrides the runbook's spec.priority",
+                            },
+                            "not_before": {
+                                "type": ["string", "number"],
+                                "description": "no agent claims it before this time: ISO 8601 "
+                                "(no zone: UTC) or seconds since the epoch",
                             },
                         },
                     }
@@ -459,6 +613,7 @@ def document(version: str = "0+unknown") -> dict[str, Any]:
                 },
             }
         },
+        **_agent_paths(),
         "/metrics": {
             "get": {
                 "operationId": "metrics",
@@ -504,6 +659,8 @@ def document(version: str = "0+unknown") -> dict[str, Any]:
                 "ExecutionSummary": SUMMARY,
                 "LogLine": LOG_LINE,
                 "Accepted": ACCEPTED,
+                "Agent": AGENT,
+                "QueuedExecution": QUEUED,
             },
         },
     }

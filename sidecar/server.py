@@ -21,8 +21,10 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from wpk.adapters.registry import adapter_names
 from wpk.engine.agent import Agent, AgentConfig
 from wpk.engine.executions import WorkflowCache
+from wpk.engine.scheduler import DEFAULT_AGING_RATE
 from wpk.engine.store import open_store
 
 from .app import create_app
@@ -52,6 +54,7 @@ class ServeConfig:
     max_body: int = 4 * 1024 * 1024
     lease_seconds: float = 30.0  # how long a claim holds without a heartbeat (DESIGN §5)
     heartbeat_seconds: float = 10.0
+    aging_rate: float = DEFAULT_AGING_RATE  # priority points per minute (engine/scheduler.py)
 
 
 def is_loopback(host: str) -> bool:
@@ -91,9 +94,12 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
             version=config.version,
             lease_seconds=config.lease_seconds,
             heartbeat_seconds=config.heartbeat_seconds,
+            aging_rate=config.aging_rate,
+            adapters=tuple(adapter_names()),
         ),
         cache=cache,
         observer=observer_for(metrics),
+        on_claim=metrics.claim_latency.observe,
     )
     sidecar = Sidecar(
         store=store,

@@ -42,6 +42,10 @@ def test_the_live_api_matches_its_openapi_document(tmp_path: Path) -> None:
                 "--no-color",
                 "--workers",
                 "1",
+                # Draining the agent that serves the API ends the server (as documented): the
+                # fuzzer would find its id in GET /agents and stop the run half-way.
+                "--exclude-operation-id",
+                "drainAgent",
             ],
             capture_output=True,
             text=True,
@@ -52,5 +56,5 @@ def test_the_live_api_matches_its_openapi_document(tmp_path: Path) -> None:
         code = server.stop()
     report = done.stdout + done.stderr
     assert done.returncode == 0, report[-6000:]
-    assert "Tested: 10" in report, report[-3000:]
+    assert "Tested: 15" in report, report[-3000:]  # every operation but drainAgent
     assert code == 0 and "Traceback" not in server.log, server.log[-3000:]

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from arango.exceptions import AQLQueryExecuteError, ArangoServerError
 from arango.http import DefaultHTTPClient
 from arango.response import Response as ArangoResponse
 
+from .. import scheduler
 from ..events import Event, EventType
 from .base import (
     LEASE_SECONDS,
@@ -259,6 +260,31 @@ RENEW = (
 AGENT_HEARTBEAT = (
     "FOR a IN @@agents FILTER a._key == @k UPDATE a WITH {heartbeat_at: @now, state: @state} IN @@agents"
 )
+# The agents' queue (issue 13): candidates in effective-priority order (scheduler.order_key), of
+# which the claim takes the ones the agent's labels allow; then those, if still pending.
+CLAIM_CANDIDATES = (
+    "FOR r IN @@executions FILTER r.status == 'pending' AND (r.not_before == null OR r.not_before <= @now) "
+    "SORT r.priority - @rate * r.created_at DESC, r.n ASC LIMIT @window "
+    "RETURN KEEP(r, '_key', 'labels')"
+)
+CLAIM_KEYS = (
+    "FOR k IN @keys FOR r IN @@executions FILTER r._key == k AND r.status == 'pending' "
+    "UPDATE r WITH {status: 'running', agent_id: @agent, attempt: r.attempt + 1, lease_until: @lease} "
+    "IN @@executions RETURN NEW"
+)
+REQUEST_AGENT = (
+    "FOR a IN @@agents FILTER a._key == @k AND a.state IN @states "
+    "UPDATE a WITH {requested: @request} IN @@agents RETURN 1"
+)
+CLEAR_REQUEST = (
+    "FOR a IN @@agents FILTER a._key == @k AND a.requested == @request "
+    "UPDATE a WITH {requested: null} IN @@agents"
+)
+FAIL_STALE_AGENTS = (
+    "FOR a IN @@agents FILTER a.state IN ['created', 'running', 'paused'] AND a.heartbeat_at < @before "
+    "UPDATE a WITH {state: 'failed'} IN @@agents RETURN NEW.agent_id"
+)
+CLAIM_WINDOW = 256  # ineligible (placed elsewhere) executions looked past, per claim
 RELEASE = (
     "FOR r IN @@executions FILTER r._key == @k AND r.attempt == @attempt AND r.status == 'running' "
     "UPDATE r WITH {status: 'pending', agent_id: null, lease_until: null} IN @@executions RETURN 1"
@@ -598,15 +624,69 @@ class ArangoStore:
 
     # -- queue, leases, agents -------------------------------------------------------------------
 
-    async def claim(self, agent_id: str, *, now: float, lease_seconds: float = LEASE_SECONDS) -> Claim | None:
-        claims = await self.claim_batch(agent_id, now=now, limit=1, lease_seconds=lease_seconds)
+    async def claim(
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        lease_seconds: float = LEASE_SECONDS,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
+    ) -> Claim | None:
+        claims = await self.claim_batch(
+            agent_id, now=now, limit=1, lease_seconds=lease_seconds, labels=labels, aging_rate=aging_rate
+        )
         return claims[0] if claims else None
 
     async def claim_batch(
-        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = LEASE_SECONDS
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = LEASE_SECONDS,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
     ) -> list[Claim]:
-        binds = {"now": now, "limit": limit, "agent": agent_id, "lease": now + lease_seconds}
-        return await self._claims(CLAIM, binds, now + lease_seconds)
+        if limit <= 0:
+            return []
+        mine = dict(labels or {})
+        rate = aging_rate / 60.0
+
+        def take(db: Any) -> list[Claim]:
+            found = self._q(
+                db,
+                CLAIM_CANDIDATES,
+                {"now": now, "rate": rate, "window": limit + CLAIM_WINDOW, "@executions": EXECUTIONS},
+            )
+            keys = [d["_key"] for d in found if scheduler.eligible(d.get("labels") or {}, mine)][:limit]
+            if not keys:
+                return []
+            binds = {"keys": keys, "agent": agent_id, "lease": now + lease_seconds, "@executions": EXECUTIONS}
+            docs = self._q(db, CLAIM_KEYS, binds)
+            docs.sort(
+                key=lambda d: scheduler.order_key(
+                    int(d["priority"]), float(d["created_at"]), int(d["n"]), aging_rate
+                )
+            )
+            return self._with_histories(db, docs, now + lease_seconds)
+
+        claims: list[Claim] = await self._run(self._trx, take)
+        return claims
+
+    async def request_agent(self, agent_id: str, request: str, *, states: Iterable[str]) -> bool:
+        binds = {"k": row_key(agent_id), "states": list(states), "request": request, "@agents": AGENTS}
+        found: list[Any] = await self._run(self._trx, lambda db: self._q(db, REQUEST_AGENT, binds))
+        return bool(found)
+
+    async def clear_request(self, agent_id: str, request: str) -> None:
+        binds = {"k": row_key(agent_id), "request": request, "@agents": AGENTS}
+        await self._run(self._trx, lambda db: self._q(db, CLEAR_REQUEST, binds))
+
+    async def fail_stale_agents(self, *, now: float, stale_after: float) -> list[str]:
+        binds = {"before": now - stale_after, "@agents": AGENTS}
+        found: list[str] = await self._run(self._trx, lambda db: self._q(db, FAIL_STALE_AGENTS, binds))
+        return sorted(found)
 
     async def reclaim(
         self,
@@ -631,18 +711,22 @@ class ArangoStore:
             if not docs:
                 return []
             docs.sort(key=lambda d: (-int(d["priority"]), int(d["n"])))
-            events = self._q(db, HISTORIES, {"ids": [d["execution_id"] for d in docs], "@events": EVENTS})
-            histories: dict[str, list[Event]] = {}
-            for raw in events:
-                histories.setdefault(raw["execution_id"], []).append(Event.from_dict(raw))
-            claims = []
-            for doc in docs:
-                row = _row(doc)
-                history = tuple(histories.get(row.execution_id, ()))
-                claims.append(Claim(row=row, attempt=row.attempt, lease_until=lease_until, history=history))
-            return claims
+            return self._with_histories(db, docs, lease_until)
 
         claims: list[Claim] = await self._run(self._trx, take)
+        return claims
+
+    def _with_histories(self, db: Any, docs: list[dict[str, Any]], lease_until: float) -> list[Claim]:
+        """Claims for the claimed rows, in their order, each with its events so far."""
+        events = self._q(db, HISTORIES, {"ids": [d["execution_id"] for d in docs], "@events": EVENTS})
+        histories: dict[str, list[Event]] = {}
+        for raw in events:
+            histories.setdefault(raw["execution_id"], []).append(Event.from_dict(raw))
+        claims = []
+        for doc in docs:
+            row = _row(doc)
+            history = tuple(histories.get(row.execution_id, ()))
+            claims.append(Claim(row=row, attempt=row.attempt, lease_until=lease_until, history=history))
         return claims
 
     async def heartbeat(
@@ -684,6 +768,7 @@ class ArangoStore:
             "heartbeat_at": agent.heartbeat_at,
             "started_at": agent.started_at,
             "adapters": list(agent.adapters),
+            "requested": agent.requested,
         }
         await self._run(self._trx, lambda db: self._q(db, REGISTER_AGENT, {"doc": doc, "@agents": AGENTS}))
 
@@ -701,6 +786,7 @@ class ArangoStore:
                 heartbeat_at=float(d["heartbeat_at"]),
                 started_at=float(d["started_at"]),
                 adapters=tuple(d.get("adapters") or ()),
+                requested=d.get("requested"),
             )
             for d in docs
         ]

@@ -168,6 +168,7 @@ class AgentInfo:
     heartbeat_at: float
     started_at: float
     adapters: tuple[str, ...] = ()
+    requested: str | None = None  # pause | resume | drain, asked through the store, not yet applied
 
     def as_dict(self) -> dict[str, Any]:
         from ..state import iso
@@ -181,6 +182,7 @@ class AgentInfo:
             "heartbeat_at": iso(self.heartbeat_at),
             "started_at": iso(self.started_at),
             "adapters": list(self.adapters),
+            "requested": self.requested,
         }
 
 
@@ -257,13 +259,30 @@ class ExecutionStore(EventStore, Protocol):
     async def cancel_requested(self, execution_ids: Iterable[str]) -> set[str]: ...
 
     async def claim(
-        self, agent_id: str, *, now: float, lease_seconds: float = LEASE_SECONDS
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        lease_seconds: float = LEASE_SECONDS,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
     ) -> Claim | None: ...
 
     async def claim_batch(
-        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = LEASE_SECONDS
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = LEASE_SECONDS,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
     ) -> list[Claim]:
-        """Up to `limit` claims in one transaction, in claim order (an agent with free capacity)."""
+        """Up to `limit` claims in one transaction, in claim order (an agent with free capacity).
+
+        Only executions the agent is eligible for (`scheduler.eligible` of the execution's
+        placement labels and the agent's `labels`) and that are due (`not_before`), ordered by
+        `scheduler.order_key` with the agent's `aging_rate` (priority points per minute)."""
         ...
 
     async def heartbeat(
@@ -304,6 +323,21 @@ class ExecutionStore(EventStore, Protocol):
     async def register_agent(self, agent: AgentInfo) -> None: ...
 
     async def list_agents(self) -> list[AgentInfo]: ...
+
+    async def request_agent(self, agent_id: str, request: str, *, states: Iterable[str]) -> bool:
+        """Record a control request (pause, resume, drain) for an agent if its state is one of
+        `states` (compare-and-set); the agent applies it at its next heartbeat."""
+        ...
+
+    async def clear_request(self, agent_id: str, request: str) -> None:
+        """The agent applied `request`: forget it, unless another request replaced it meanwhile."""
+        ...
+
+    async def fail_stale_agents(self, *, now: float, stale_after: float) -> list[str]:
+        """Mark `failed` every live agent (created, running, paused) whose last heartbeat is older
+        than `stale_after` seconds; the ids marked. Their executions are taken over once their
+        leases expire (the claim's business, DESIGN §5)."""
+        ...
 
     async def queue_depth(self) -> dict[str, int]: ...
 

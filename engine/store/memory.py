@@ -7,9 +7,10 @@ awaits, so each operation is atomic without a lock.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import scheduler
 from ..events import Event, EventType
 from .base import (
     LEASE_SECONDS,
@@ -170,20 +171,40 @@ class MemoryStore:
         return {i for i in execution_ids if i in self._rows and self._rows[i][1].cancel_requested}
 
     # -- queue and agents --------------------------------------------------------------------
-    async def claim(self, agent_id: str, *, now: float, lease_seconds: float = 30.0) -> Claim | None:
-        claims = await self.claim_batch(agent_id, now=now, limit=1, lease_seconds=lease_seconds)
+    async def claim(
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        lease_seconds: float = 30.0,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
+    ) -> Claim | None:
+        claims = await self.claim_batch(
+            agent_id, now=now, limit=1, lease_seconds=lease_seconds, labels=labels, aging_rate=aging_rate
+        )
         return claims[0] if claims else None
 
     async def claim_batch(
-        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = 30.0
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = 30.0,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
     ) -> list[Claim]:
+        mine = labels or {}
         eligible = sorted(
             (
-                (-row.priority, n, row)
+                (scheduler.order_key(row.priority, row.created_at, n, aging_rate), n, row)
                 for n, row in self._rows.values()
-                if row.status == "pending" and (row.not_before is None or row.not_before <= now)
+                if row.status == "pending"
+                and scheduler.due(row.not_before, now)
+                and scheduler.eligible(row.labels, mine)
             ),
-            key=lambda t: (t[0], t[1]),
+            key=lambda t: t[0],
         )
         claims = []
         for _, n, row in eligible[:limit]:
@@ -267,6 +288,28 @@ class MemoryStore:
 
     async def list_agents(self) -> list[AgentInfo]:
         return sorted(self._agents.values(), key=lambda a: a.agent_id)
+
+    async def request_agent(self, agent_id: str, request: str, *, states: Iterable[str]) -> bool:
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.state not in set(states):
+            return False
+        self._agents[agent_id] = dataclasses.replace(agent, requested=request)
+        return True
+
+    async def clear_request(self, agent_id: str, request: str) -> None:
+        agent = self._agents.get(agent_id)
+        if agent is not None and agent.requested == request:
+            self._agents[agent_id] = dataclasses.replace(agent, requested=None)
+
+    async def fail_stale_agents(self, *, now: float, stale_after: float) -> list[str]:
+        marked = []
+        for agent in list(self._agents.values()):
+            if agent.state in scheduler.LIVE_STATES and scheduler.is_stale(
+                agent.heartbeat_at, now, stale_after
+            ):
+                self._agents[agent.agent_id] = dataclasses.replace(agent, state="failed")
+                marked.append(agent.agent_id)
+        return marked
 
     async def queue_depth(self) -> dict[str, int]:
         depth = {str(b): 0 for b in Band}

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import scheduler
 from ..events import Event, EventType
 from .base import (
     LEASE_SECONDS,
@@ -137,6 +138,8 @@ class SQLiteStore:
             self._db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             migrate(self._db, self.path)
+            # Placement inside the claim's query (scheduler.eligible on the stored JSON).
+            self._db.create_function("wpk_eligible", 2, scheduler.eligible_json, deterministic=True)
         except OSError as exc:
             raise StoreUnavailable(f"{self.path}: cannot open the store: {exc.strerror or exc}") from None
         except sqlite3.Error as exc:
@@ -412,24 +415,48 @@ class SQLiteStore:
         return await self._query(lambda db: read())
 
     # -- queue and agents --------------------------------------------------------------------
-    async def claim(self, agent_id: str, *, now: float, lease_seconds: float = 30.0) -> Claim | None:
-        claims = await self.claim_batch(agent_id, now=now, limit=1, lease_seconds=lease_seconds)
+    async def claim(
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        lease_seconds: float = 30.0,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
+    ) -> Claim | None:
+        claims = await self.claim_batch(
+            agent_id, now=now, limit=1, lease_seconds=lease_seconds, labels=labels, aging_rate=aging_rate
+        )
         return claims[0] if claims else None
 
     async def claim_batch(
-        self, agent_id: str, *, now: float, limit: int, lease_seconds: float = 30.0
+        self,
+        agent_id: str,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float = 30.0,
+        labels: Mapping[str, str] | None = None,
+        aging_rate: float = 0.0,
     ) -> list[Claim]:
         await self.flush()
+        mine = _dumps(dict(labels or {}))
+        # scheduler.order_key in SQL: without aging the queue index gives the order directly.
+        order = "priority DESC, n" if aging_rate == 0 else "priority - ? * created_at DESC, n"
+        order_args: tuple[float, ...] = () if aging_rate == 0 else (aging_rate / 60.0,)
 
         def write(db: sqlite3.Connection) -> list[Claim]:
             found = db.execute(
                 "UPDATE executions SET status = 'running', agent_id = ?, attempt = attempt + 1,"
                 " lease_until = ? WHERE n IN (SELECT n FROM executions WHERE status = 'pending'"
-                " AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, n LIMIT ?)"
+                " AND (not_before IS NULL OR not_before <= ?)"
+                " AND (labels = '{}' OR wpk_eligible(labels, ?))"
+                f" ORDER BY {order} LIMIT ?)"
                 f" RETURNING n, {_ROW_COLUMNS}",
-                (agent_id, now + lease_seconds, now, limit),
+                (agent_id, now + lease_seconds, now, mine, *order_args, limit),
             ).fetchall()
-            found.sort(key=lambda r: (-int(r[5]), int(r[0])))  # RETURNING has no order: claim order
+            # RETURNING has no order: claim order
+            found.sort(key=lambda r: scheduler.order_key(int(r[5]), float(r[7]), int(r[0]), aging_rate))
             claims = []
             for r in found:
                 row = _row(r[1:])
@@ -521,7 +548,8 @@ class SQLiteStore:
     async def register_agent(self, agent: AgentInfo) -> None:
         await self._tx(
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO agents (agent_id, labels, capacity, version, state, heartbeat_at,"
+                " started_at, adapters, requested) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     agent.agent_id,
                     _dumps(agent.labels),
@@ -531,13 +559,17 @@ class SQLiteStore:
                     agent.heartbeat_at,
                     agent.started_at,
                     _dumps(list(agent.adapters)),
+                    agent.requested,
                 ),
             ),
         )
 
     async def list_agents(self) -> list[AgentInfo]:
         def read() -> list[AgentInfo]:
-            rows = self._db.execute("SELECT * FROM agents ORDER BY agent_id").fetchall()
+            rows = self._db.execute(
+                "SELECT agent_id, labels, capacity, version, state, heartbeat_at, started_at, adapters,"
+                " requested FROM agents ORDER BY agent_id"
+            ).fetchall()
             return [
                 AgentInfo(
                     agent_id=r[0],
@@ -548,11 +580,43 @@ class SQLiteStore:
                     heartbeat_at=float(r[5]),
                     started_at=float(r[6]),
                     adapters=tuple(json.loads(r[7])),
+                    requested=r[8],
                 )
                 for r in rows
             ]
 
         return await self._query(lambda db: read())
+
+    async def request_agent(self, agent_id: str, request: str, *, states: Iterable[str]) -> bool:
+        states = tuple(states)
+
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE agents SET requested = ? WHERE agent_id = ?"
+                f" AND state IN ({', '.join('?' for _ in states)})",
+                (request, agent_id, *states),
+            )
+            return cur.rowcount == 1
+
+        return await self._tx(write)
+
+    async def clear_request(self, agent_id: str, request: str) -> None:
+        await self._tx(
+            lambda db: db.execute(
+                "UPDATE agents SET requested = NULL WHERE agent_id = ? AND requested = ?", (agent_id, request)
+            )
+        )
+
+    async def fail_stale_agents(self, *, now: float, stale_after: float) -> list[str]:
+        def write(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "UPDATE agents SET state = 'failed' WHERE state IN ('created', 'running', 'paused')"
+                " AND heartbeat_at < ? RETURNING agent_id",
+                (now - stale_after,),
+            ).fetchall()
+            return sorted(r[0] for r in rows)
+
+        return await self._tx(write)
 
     async def queue_depth(self) -> dict[str, int]:
         def read() -> dict[str, int]:

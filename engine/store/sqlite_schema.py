@@ -21,7 +21,7 @@ from pathlib import Path
 from ..events import Event, EventType
 from .base import TERMINAL, StoreError, StoreUnavailable, row_from_created, status_after
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS = "NORMAL"
 BUSY_TIMEOUT_MS = 30000
 
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS agents (
     state TEXT NOT NULL,
     heartbeat_at REAL NOT NULL,
     started_at REAL NOT NULL,
-    adapters TEXT NOT NULL DEFAULT '[]'
+    adapters TEXT NOT NULL DEFAULT '[]',
+    requested TEXT
 );
 """
 
@@ -96,6 +97,10 @@ def migrate(db: sqlite3.Connection, path: Path) -> int:
             if "events" in tables and "executions" not in tables:
                 _rows_from_events(db)
             db.execute("PRAGMA user_version = 1")
+        if version < 2:  # 1 -> 2: agents take control requests (pause, resume, drain)
+            if "requested" not in {r[1] for r in db.execute("PRAGMA table_info(agents)")}:
+                db.execute("ALTER TABLE agents ADD COLUMN requested TEXT")
+            db.execute("PRAGMA user_version = 2")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:  # SQLite ends it itself on some errors (a full disk)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import executions, health, logs, metrics, openapi, packages
+from . import agents, executions, health, logs, metrics, openapi, packages
 
 ROUTES: list[Route] = [
     *health.ROUTES,
     *packages.ROUTES,
     *executions.ROUTES,
     *logs.ROUTES,
+    *agents.ROUTES,
     *metrics.ROUTES,
     *openapi.ROUTES,
 ]

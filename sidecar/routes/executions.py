@@ -44,6 +44,22 @@ def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], ex
     return value
 
 
+def _not_before(payload: dict[str, Any]) -> float | None:
+    """`not_before`: an ISO 8601 time or seconds since the epoch; the execution waits until then."""
+    from wpk.engine.scheduler import parse_at
+
+    value = _field(payload, "not_before", (str, int, float), "an ISO 8601 time or seconds since the epoch")
+    if value is None:
+        return None
+    try:
+        when = parse_at(str(value)) if isinstance(value, str) else float(value)
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", f"not_before: {exc}", {"field": "not_before"}) from None
+    if not 0 <= when < 1e11:
+        raise ApiError(400, "bad_request", "not_before: out of range", {"field": "not_before"})
+    return when
+
+
 async def execute(request: Request) -> JSONResponse:
     sc = sidecar(request)
     payload = parse_object(await request.body())
@@ -53,8 +69,16 @@ async def execute(request: Request) -> JSONResponse:
     priority = _field(payload, "priority", int, "an integer from 0 to 100")
     if priority is not None and not 0 <= priority <= 100:
         raise ApiError(400, "bad_request", "priority must be an integer from 0 to 100", {"field": "priority"})
+    not_before = _not_before(payload)
     submitted = await ops.submit(
-        sc.store, sc.cache, text, params, priority=priority, dry_run=dry_run, environ=sc.environ
+        sc.store,
+        sc.cache,
+        text,
+        params,
+        priority=priority,
+        dry_run=dry_run,
+        environ=sc.environ,
+        not_before=not_before,
     )
     sc.agent.wake()
     return answer({"execution_id": submitted.execution_id, "status": submitted.status}, 202)
