@@ -9,7 +9,7 @@ not measured. Claim latency p50/p99 comes from the agents' `workflow_claim_laten
 histogram (bucket upper bounds). Every execution must end `completed`, claimed exactly once.
 
 Goal on 2 cores: >= 500 no-op executions/s completed with one agent, not falling by more than
-10% with 100,000 finished executions in the store. Run: `python tests/bench/queue.py [--n 3000]
+10% with 100,000 finished executions in the store. Run: `python tests/bench/queue_throughput.py [--n 3000]
 [--quick]`; figures go to docs/performance.md.
 """
 
