@@ -324,14 +324,14 @@ def _print_json(value: Any) -> None:
 
 
 def _line_text(line: Mapping[str, Any]) -> str:
-    from .cli_run import safe_line
+    from .termsafe import one_line
 
     item = f"[{line['item']}]" if line.get("item") is not None else ""
-    return safe_line(f"{line.get('step') or '-'}{item} {line.get('stream')}: {line.get('line')}")
+    return one_line(f"{line.get('step') or '-'}{item} {line.get('stream')}: {line.get('line')}")
 
 
 def _record_text(record: Mapping[str, Any]) -> None:
-    from .cli_run import safe_line
+    from .termsafe import one_line
 
     print(
         f"execution {record['execution_id']}: {record['status']} ({record['workflow_id']}, "
@@ -340,9 +340,9 @@ def _record_text(record: Mapping[str, Any]) -> None:
     print(f"  started {record['started_at'] or '-'}  finished {record['finished_at'] or '-'}")
     for step in record["steps"]:
         extra = step.get("error") or step.get("reason") or ""
-        print(safe_line(f"  {step['status']:<20} {step['id']}" + (f": {extra}" if extra else "")))
+        print(one_line(f"  {step['status']:<20} {step['id']}" + (f": {extra}" if extra else "")))
     if record.get("error"):
-        print(safe_line(f"error: {record['error']}"))
+        print(one_line(f"error: {record['error']}"))
 
 
 def _exit_for(status: str) -> int:

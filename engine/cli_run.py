@@ -232,11 +232,6 @@ def _sweep_after_crash() -> None:
         _err(f"wpk: ended {len(ended)} process(es) left by an agent that died")
 
 
-def safe_line(text: str) -> str:
-    """Escape terminal control sequences and newlines in text that came from a step (SECURITY.md)."""
-    return one_line(text)
-
-
 class Progress:
     """Prints what happens, one plain line per event (no cursor tricks, so logs stay readable)."""
 
@@ -262,7 +257,7 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        text = f"{now - self.started:7.2f}s {safe_line(text)}\n"
+        text = f"{now - self.started:7.2f}s {one_line(text)}\n"
         if self.tty:
             self.out.write(text)
             self.out.flush()
@@ -324,7 +319,7 @@ class Progress:
         detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         print(f"execution {state.execution_id}: {state.status} ({detail})")
         if state.error:
-            print(f"error: {safe_line(state.error)}")
+            print(f"error: {one_line(state.error)}")
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
