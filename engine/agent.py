@@ -4,13 +4,19 @@ It lives in the same trio loop as the sidecar's HTTP server (no second event loo
 execution): one task claims, one task per running execution, one task heartbeats. The queue is
 the store (DESIGN §6): a submission anywhere wakes the claimer here, or the claimer finds it on
 its next poll. Stopping drains: nothing new is claimed, running executions get `grace` seconds
-to finish, then are cancelled (their rollback policy still applies, shielded).
+to finish; what is still running then is handed over, not rolled back: each run stops as if the
+agent had vanished (its running steps are cancelled, their outcome unknown, nothing more is
+recorded: `Runner.abandon`), then its lease is released at once (`release_for_takeover`), so
+another agent, or this one restarted, resumes it at its next poll under DESIGN §5's rules
+instead of after the lease would have run out. A second signal hands over at once
+(`hand_over_now`).
 
 Leases and resume (DESIGN §5): every claim carries a lease that the heartbeat renews and an
 attempt number that fences the store's writes. An agent that starts takes back at once what
 it held before it restarted (same agent id); every poll also takes over executions whose lease
-ran out (their agent died elsewhere). A taken-over execution resumes from its events: the runner
-does not run completed steps again (engine/resume.py).
+ran out (their agent died elsewhere, or handed them over) and that its labels allow. A
+taken-over execution resumes from its events: the runner does not run completed steps again
+(engine/resume.py).
 
 Lifecycle (`scheduler.TRANSITIONS`): `created -> running <-> paused -> stopped`; a paused agent
 claims nothing and finishes what it runs; drain is stop. A request made through the store (the
@@ -40,6 +46,16 @@ from .secrets import MissingSecrets
 from .store.base import LEASE_SECONDS, AgentInfo, Claim, ExecutionStore, StaleClaim, StoreError
 
 log = logging.getLogger("wpk.agent")
+
+
+def handed_over_error(agent_id: str) -> str:
+    """What a step left running by a shutting-down agent says until another agent resumes it."""
+    return (
+        f"handed over: agent {agent_id} shut down before this step finished (its grace period ran "
+        "out); the outcome is unknown, and the agent that takes the execution over runs the step "
+        "again only if it is read-only or idempotent"
+    )
+
 
 # Called once per run with (workflow, execution id, dry_run); returns that run's event callback.
 Observer = Callable[[Workflow, str, bool], Callable[[Event], None]]
@@ -79,6 +95,9 @@ class Agent:
         self.state = "created"
         self.requested: str | None = None  # drain: running work finishes, then the agent stops
         self.running: dict[str, Runner] = {}
+        self._attempts: dict[str, int] = {}  # execution id -> the fencing token of this agent's claim
+        self._grace: trio.CancelScope | None = None
+        self._now = False  # hand over without waiting out the grace period
         self.started_at = time.time()
         self._wake = trio.Event()
         self._stopping = False
@@ -105,6 +124,13 @@ class Agent:
         self._stopping = True
         self.requested = "drain"
         self._wake.set()
+
+    def hand_over_now(self) -> None:
+        """Stop, and hand over what runs without waiting out the grace period (a second signal)."""
+        self._now = True
+        self.stop()
+        if self._grace is not None:
+            self._grace.cancel()
 
     def control(self, request: str) -> str:
         """Apply pause, resume or drain here and now; the state it leads to, or IllegalTransition."""
@@ -149,11 +175,13 @@ class Agent:
             task_status.started()
             async with trio.open_nursery() as runs:
                 await self._claim_loop(runs)
-                with trio.move_on_after(grace):
+                with trio.move_on_after(0 if self._now else grace) as self._grace:
                     while self.running:
                         await self._until_idle()
-                for runner in list(self.running.values()):
-                    runner.cancel()  # past the grace period: cancel, rollback policy applies
+                handed = {eid: self._attempts[eid] for eid in self.running}
+                for runner in self.running.values():  # past the grace period: as if this agent vanished
+                    runner.abandon(handed_over_error(self.config.agent_id))
+            await self._hand_over(handed)  # once the runs ended: nothing of theirs is written after
             check_transition(self.config.agent_id, self.state, "stopped")
             self.state = "stopped"
             try:
@@ -161,6 +189,22 @@ class Agent:
             except Exception as exc:
                 log.error("agent %s: could not record its stop: %s", self.config.agent_id, type(exc).__name__)
             nursery.cancel_scope.cancel()
+
+    async def _hand_over(self, handed: Mapping[str, int]) -> None:
+        """Release the leases of abandoned executions at once, each fenced by its claim."""
+        for execution_id, attempt in handed.items():
+            try:
+                released = await self.store.release_for_takeover(execution_id, attempt)
+            except Exception as exc:  # its lease runs out instead: taken over later, not lost
+                released = False
+                log.error("agent %s: could not hand over %s: %s", self.config.agent_id, execution_id, exc)
+            if released:
+                log.warning(
+                    "agent %s: handed over execution %s (attempt %d): another agent resumes it",
+                    self.config.agent_id,
+                    execution_id,
+                    attempt,
+                )
 
     async def _until_idle(self) -> None:
         self._idle = trio.Event()
@@ -194,6 +238,7 @@ class Agent:
                 limit=free,
                 lease_seconds=self.config.lease_seconds,
                 own=not self._resumed_own,
+                labels=self.config.labels,
             )
             self._resumed_own = True
             for claim in claims:
@@ -218,6 +263,7 @@ class Agent:
                 runner = await self._prepare(claim)
                 if runner is not None:
                     self.running[claim.row.execution_id] = runner
+                    self._attempts[claim.row.execution_id] = claim.attempt
                     runs.start_soon(self._run_one, claim, runner)
             if len(claims) < free:
                 return
@@ -325,6 +371,7 @@ class Agent:
         finally:
             self.store.fence(execution_id, None)
             del self.running[execution_id]
+            self._attempts.pop(execution_id, None)
             self._wake.set()
             if not self.running:
                 self._idle.set()

@@ -29,7 +29,7 @@ def add_subcommands(sub: Any) -> None:
     for action, helptext in (
         ("pause", "claim nothing new, finish what runs"),
         ("resume", "claim again"),
-        ("drain", "claim nothing new, finish what runs, then stop"),
+        ("drain", "claim nothing new, finish what runs within --grace, hand the rest over, then stop"),
     ):
         p = cmds.add_parser(action, help=helptext)
         p.add_argument("agent_id")

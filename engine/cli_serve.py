@@ -34,7 +34,8 @@ def add_subcommands(sub: Any) -> None:
         "--grace",
         type=float,
         default=30.0,
-        help="seconds running executions get to finish on SIGTERM (default 30)",
+        help="seconds running executions get to finish on SIGTERM (default 30); then they are "
+        "handed over: stopped without rollback, their leases released for another agent to resume",
     )
     p.add_argument("--config", help="agent configuration (YAML): adapter settings")
     p.add_argument(

@@ -199,6 +199,9 @@ class Runner:
         self.unknown_conditions: dict[str, Unknown] = {}
         self.main_scope: trio.CancelScope | None = None
         self.cancel_requested = False
+        self.abandoned = False  # `abandon`: nothing more is recorded, nothing more runs
+        self._run_scope: trio.CancelScope | None = None
+        self._shields: list[trio.CancelScope] = []  # rollback and finally: `abandon` opens them
         self._nursery: trio.Nursery | None = None
         self.budget = ExecutionBudget(self.options.limits)
         self.limit_error: str | None = None
@@ -237,6 +240,8 @@ class Runner:
         if self.redactor:
             data = self.redactor.redact(data)
         event = Event(self.seq, type_, time.time(), step, item, data)
+        if self.abandoned:  # handed over: the agent that takes the execution over records the rest
+            return event
         if self.limit_error is None and not self.budget.count_event():
             self._stop_for_limit(self.budget.events_message())
         self.state.apply(event)
@@ -270,6 +275,30 @@ class Runner:
         if self.main_scope is not None:
             self.main_scope.cancel()
 
+    def abandon(self, reason: str) -> None:
+        """Stop here as if the agent had vanished, but cleanly: what runs is cancelled (a step's
+        processes end), then nothing more is recorded or done (no cancel, no rollback, no
+        `finally`, no final state). Each step left running says `reason` in its record; the
+        execution stays `running` for another agent to resume from its events, where a step
+        left running is one whose agent was lost (engine/resume.py)."""
+        if self.abandoned:
+            return
+        for record in list(self.state.steps.values()):
+            if record.status in (StepStatus.RUNNING, StepStatus.COMPENSATING):
+                self.emit(EventType.ATTEMPT_FAILED, record.id, attempt=record.attempts, error=reason,
+                          reason="handed_over")  # fmt: skip
+        self.abandoned = True
+        for shield in self._shields:
+            shield.shield = False
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+
+    def _shield(self) -> trio.CancelScope:
+        """A scope that Ctrl-C or a cancel cannot cut short, which `abandon` still can."""
+        scope = trio.CancelScope(shield=not self.abandoned)
+        self._shields.append(scope)
+        return scope
+
     async def run(self) -> ExecutionState:
         """Run the execution, or resume it where its recorded events stop (engine/resume.py).
 
@@ -290,7 +319,10 @@ class Runner:
         failing = False
         try:
             try:
-                await self._phases()
+                with trio.CancelScope() as self._run_scope:  # `abandon` ends the run here
+                    if self.abandoned:
+                        self._run_scope.cancel()
+                    await self._phases()
             except BaseExceptionGroup as group:  # a store failure inside a step's nursery
                 found = store_error_in(group)
                 if found is None:
@@ -1208,7 +1240,7 @@ class Runner:
                 if record.status is StepStatus.COMPENSATION_FAILED:
                     problems.append(f"{record.id}: {record.compensation_error}")
         acting = [u for u in plan if u.acts]
-        with trio.CancelScope(shield=True) as scope:
+        with self._shield() as scope:
             scope.deadline = trio.current_time() + wf.rollback_timeout
             for step_id in dict.fromkeys(u.step for u in acting):
                 error = await self._compensate(wf.step(step_id), [u for u in acting if u.step == step_id])
@@ -1311,7 +1343,7 @@ class Runner:
     ) -> tuple[ExecutionStatus, str | None]:
         if not self.workflow.finally_steps:
             return status, error
-        with trio.CancelScope(shield=True) as scope:
+        with self._shield() as scope:
             scope.deadline = trio.current_time() + FINALLY_TIMEOUT
             for step in self.workflow.finally_steps:
                 if await self._resumed_run(step):

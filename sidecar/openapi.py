@@ -305,7 +305,7 @@ def _agent_paths() -> dict[str, Any]:
     control = {
         "pause": "Pause: claim nothing new, finish what runs",
         "resume": "Resume a paused agent",
-        "drain": "Drain: claim nothing new, finish what runs, then stop",
+        "drain": "Drain: claim nothing new, finish what runs within --grace, hand the rest over, then stop",
     }
     paths: dict[str, Any] = {
         "/agents": {

@@ -3,8 +3,9 @@
 hypercorn's trio worker serves the Starlette app; the agent claims and runs executions in the
 same loop. On the first SIGTERM/SIGINT the listener closes (nothing new is accepted), the agent
 claims nothing more and running executions get `grace` seconds to finish; after that they are
-cancelled (their rollback policy still runs, shielded). Then the process exits 0. A second
-signal cancels running executions at once.
+handed over, not rolled back: stopped as if the agent had vanished and their leases released at
+once, so another agent resumes them (engine/agent.py). Then the process exits 0. A second
+signal hands over at once.
 """
 
 from __future__ import annotations
@@ -153,8 +154,7 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
                             stop_http.set()
                             agent.stop()
                         else:
-                            for execution_id in list(agent.running):
-                                agent.cancel(execution_id)
+                            agent.hand_over_now()
 
             nursery.start_soon(watch_signals)
             await nursery.start(run_agent)

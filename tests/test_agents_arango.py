@@ -1,15 +1,7 @@
 """The agents and queue scenarios with the store on the ArangoDB double (tests/arango_double):
-the real `wpk serve` scenarios of tests/test_agents_e2e.py and the store-level queue tests of
-tests/test_queue_store.py, unchanged, on `arangodb://` instead of SQLite.
-
-NOT COLLECTED YET (the name lacks the `test_` prefix) because it needs both branches:
-- the durable-store branch (issue 12): `ArangoStore` implementing the whole store contract;
-- the agents branch (issue 13): the contract's additions for the queue and the agents, which
-  `ArangoStore` must then implement as memory.py and sqlite.py do: `claim`/`claim_batch` take
-  `labels=` (placement: `scheduler.eligible(row.labels, labels)`) and `aging_rate=` (sort by
-  `priority - aging_rate / 60 * created_at` DESC, then `n`: `scheduler.order_key`);
-  `request_agent`, `clear_request`, `fail_stale_agents`; `AgentInfo.requested` stored.
-Once merged: `git mv tests/agents_arango_enable_after_merge.py tests/test_agents_arango.py`.
+the real `wpk serve` scenarios of tests/test_agents_e2e.py and tests/test_agents_handover.py and
+the store-level queue tests of tests/test_queue_store.py, unchanged, on `arangodb://` instead of
+SQLite.
 """
 
 from __future__ import annotations
@@ -23,6 +15,9 @@ from test_agents_e2e import (  # noqa: F401  (collected here with this module's 
     Backing,
     test_pause_priority_placement_and_control_across_processes,
     test_sigkill_marks_the_agent_failed_and_sigterm_drains,
+)
+from test_agents_handover import (  # noqa: F401  (collected here with this module's `backing`)
+    test_sigterm_hands_running_work_over_to_an_eligible_agent,
 )
 from test_queue_store import (  # noqa: F401  (collected here with this module's `store`)
     test_aging_lets_an_old_low_priority_execution_overtake,

@@ -342,8 +342,24 @@ def test_sigterm_during_a_run_exits_0_after_the_run_ends(tmp_path: Path) -> None
     assert "draining" in server.log and "Traceback" not in server.log
 
 
-def test_sigterm_past_the_grace_period_cancels_and_still_exits_0(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--grace", "0.5", token=None)
+def _handed_over(tmp_path: Path, eid: str) -> None:
+    """The execution was handed over, not cancelled: still running, held by nobody, its lease
+    over, its step's processes ended and its record saying why the step stays running."""
+    with sqlite3.connect(tmp_path / "wpk.db") as db:
+        status, agent, lease = db.execute(
+            "SELECT status, agent_id, lease_until FROM executions WHERE execution_id = ?", (eid,)
+        ).fetchone()
+        types = [t for (t,) in db.execute("SELECT type FROM events WHERE execution_id = ?", (eid,))]
+    assert (status, agent) == ("running", None) and lease < time.time()
+    assert "step_cancelled" not in types and "execution_finished" not in types
+    assert types[-1] == "attempt_failed"
+    pgid = int((tmp_path / "pgid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+
+
+def test_sigterm_past_the_grace_period_hands_over_and_still_exits_0(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--grace", "0.5", "--lease-seconds", "120", token=None)
     with server.client() as client:
         eid = _execute(client, SLOW, parameters={"dir": str(tmp_path), "seconds": 60})
         wait_status(client, eid, {"running"})
@@ -352,9 +368,16 @@ def test_sigterm_past_the_grace_period_cancels_and_still_exits_0(tmp_path: Path)
     started = time.monotonic()
     assert server.stop(signal.SIGTERM, timeout=30) == 0
     assert time.monotonic() - started < 15
-    with sqlite3.connect(tmp_path / "wpk.db") as db:
-        (status,) = db.execute("SELECT status FROM executions WHERE execution_id = ?", (eid,)).fetchone()
-    assert status == "cancelled"
+    _handed_over(tmp_path, eid)
+    # The same agent restarted takes it over at once (not when the 120 s lease would have run
+    # out): its step writes and may have run, so it fails "agent lost" (DESIGN §5).
+    again = start_server(tmp_path, "--lease-seconds", "120", token=None)
+    try:
+        with again.client() as client:
+            record = wait_status(client, eid, {"failed"}, timeout=60)
+        assert record["steps"][0]["error"].startswith("agent lost, outcome unknown")
+    finally:
+        again.stop()
 
 
 def test_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
@@ -368,7 +391,7 @@ def test_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     assert "without a token" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_second_signal_cancels_running_executions_at_once(tmp_path: Path) -> None:
+def test_a_second_signal_hands_running_executions_over_at_once(tmp_path: Path) -> None:
     server = start_server(tmp_path, "--grace", "120", token=None)
     with server.client() as client:
         eid = _execute(client, SLOW, parameters={"dir": str(tmp_path), "seconds": 60})
@@ -380,6 +403,4 @@ def test_a_second_signal_cancels_running_executions_at_once(tmp_path: Path) -> N
     time.sleep(0.5)
     assert server.stop(signal.SIGINT, timeout=30) == 0
     assert time.monotonic() - started < 15  # not the 120 s grace
-    with sqlite3.connect(tmp_path / "wpk.db") as db:
-        (status,) = db.execute("SELECT status FROM executions WHERE execution_id = ?", (eid,)).fetchone()
-    assert status == "cancelled"
+    _handed_over(tmp_path, eid)

@@ -409,3 +409,54 @@ async def test_prune_deletes_only_executions_that_ended_before_the_cut(store: Ex
     assert await store.events(ended[0]) == []
     for eid in (waiting, running):
         assert await store.get_execution(eid) is not None and await store.events(eid) != []
+
+
+PLACED = RUNBOOK.replace("spec:\n", "spec:\n  placement: {labels: {cluster: prod-eu}}\n")
+
+
+async def test_a_takeover_needs_the_labels_a_claim_needs(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    placed = (await submit(store, cache, PLACED, {}, priority=90)).execution_id
+    plain = await _submit(store, cache, 10)
+    now = time.time()
+    eu = {"cluster": "prod-eu"}
+    held = await store.claim_batch("a1", now=now, limit=5, lease_seconds=5, labels=eu)
+    assert {c.row.execution_id for c in held} == {placed, plain}
+    later = now + 9  # both leases ran out: the agent a1 died
+    taken = await store.reclaim("bare", now=later, limit=5, labels={})
+    assert [c.row.execution_id for c in taken] == [plain]  # the placed one, though higher, is not its
+    assert await store.reclaim("us", now=later, limit=5, labels={"cluster": "prod-us"}) == []
+    # At its restart, a1 with other labels does not take back what it held either.
+    assert await store.reclaim("a1", now=now + 1, limit=5, own=True, labels={"cluster": "prod-us"}) == []
+    taken = await store.reclaim("eu", now=later, limit=5, labels={**eu, "zone": "b"})
+    assert [(c.row.execution_id, c.attempt, c.row.agent_id) for c in taken] == [(placed, 2, "eu")]
+
+
+async def test_a_hand_over_ends_the_lease_at_once_fenced_by_the_claim(store: ExecutionStore) -> None:
+    cache = WorkflowCache()
+    eid = await _submit(store, cache, 50)
+    waiting = await _submit(store, cache, 40)
+    now = time.time()
+    first = await store.claim("a1", now=now, lease_seconds=3600)
+    assert first is not None and first.row.execution_id == eid
+    store.fence(eid, first.attempt)
+    store.append(eid, Event(2, EventType.EXECUTION_STARTED, now))
+    await store.flush()
+    assert await store.reclaim("a2", now=now + 1, limit=10) == []  # the lease holds for an hour
+    assert not await store.release_for_takeover(eid, attempt=7)  # a stale or foreign token: nothing
+    assert not await store.release_for_takeover(waiting, attempt=0)  # pending: nothing to hand over
+    assert await store.release_for_takeover(eid, attempt=first.attempt)
+    row = await store.get_execution(eid)
+    assert row is not None and row.status == "running" and row.agent_id is None
+    await store.heartbeat("a1", now=now + 1, state="stopped", lease_seconds=3600)  # renews nothing now
+    row = await store.get_execution(eid)
+    assert row is not None and row.lease_until is not None and row.lease_until < now
+    taken = await store.reclaim("a2", now=now + 1, limit=10)
+    assert [(c.row.execution_id, c.attempt) for c in taken] == [(eid, 2)]
+    assert [e.type for e in taken[0].history] == [EventType.EXECUTION_CREATED, EventType.EXECUTION_STARTED]
+    assert not await store.release_for_takeover(eid, attempt=first.attempt)  # the old claim is stale
+    store.append(eid, Event(3, EventType.LOG, now + 1, "a", None, {"stream": "stdout", "line": "late"}))
+    with pytest.raises(StaleClaim):
+        await store.flush()  # and its writes are refused
+    row = await store.get_execution(eid)
+    assert row is not None and row.agent_id == "a2" and row.attempt == 2

@@ -43,6 +43,7 @@ from arango.response import Response as ArangoResponse
 from .. import scheduler
 from ..events import Event, EventType
 from .base import (
+    EXPIRED,
     LEASE_SECONDS,
     TERMINAL,
     AgentInfo,
@@ -241,13 +242,26 @@ CLAIM = (
     "UPDATE r WITH {status: 'running', agent_id: @agent, attempt: r.attempt + 1, lease_until: @lease} "
     "IN @@executions RETURN NEW"
 )
-# Resume: started executions whose lease ran out (or, at an agent's start, its own).
-RECLAIM = (
-    "FOR r IN @@executions FILTER r.status IN ['running', 'rolling_back'] AND r.lease_until != null "
-    "AND (r.lease_until < @now OR (@own AND r.agent_id == @agent)) "
-    "SORT r.priority DESC, r.n ASC LIMIT @limit "
+# Resume: started executions whose lease ran out (or, at an agent's start, its own), in claim
+# order; of which the agent takes the ones its labels allow (placement), then those, if still due.
+_RESUMABLE = (
+    "r.status IN ['running', 'rolling_back'] AND r.lease_until != null "
+    "AND (r.lease_until < @now OR (@own AND r.agent_id == @agent))"
+)
+RECLAIM_CANDIDATES = (
+    f"FOR r IN @@executions FILTER {_RESUMABLE} "
+    "SORT r.priority DESC, r.n ASC LIMIT @window RETURN KEEP(r, '_key', 'labels')"
+)
+RECLAIM_KEYS = (
+    f"FOR k IN @keys FOR r IN @@executions FILTER r._key == k AND {_RESUMABLE} "
     "UPDATE r WITH {agent_id: @agent, attempt: r.attempt + 1, lease_until: @lease} "
     "IN @@executions RETURN NEW"
+)
+# A shutting-down agent hands a started execution over: no holder, the lease over at once.
+HAND_OVER = (
+    "FOR r IN @@executions FILTER r._key == @k AND r.attempt == @attempt "
+    "AND r.status IN ['running', 'rolling_back'] "
+    "UPDATE r WITH {agent_id: null, lease_until: @expired} IN @@executions RETURN 1"
 )
 HISTORIES = (
     "FOR e IN @@events FILTER e.execution_id IN @ids SORT e.execution_id, e.seq ASC "
@@ -696,25 +710,33 @@ class ArangoStore:
         limit: int,
         lease_seconds: float = LEASE_SECONDS,
         own: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Claim]:
         """Started executions whose lease ran out (and, with `own`, this agent's from before a
-        restart), claimed again under a new attempt number: the resume queue (DESIGN §5)."""
-        binds = {"now": now, "limit": limit, "agent": agent_id, "lease": now + lease_seconds, "own": own}
-        return await self._claims(RECLAIM, binds, now + lease_seconds)
-
-    async def _claims(self, aql: str, binds: dict[str, Any], lease_until: float) -> list[Claim]:
-        if binds["limit"] <= 0:
+        restart) that the agent's labels allow, claimed again under a new attempt number: the
+        resume queue (DESIGN §5), in one stream transaction like `claim_batch`."""
+        if limit <= 0:
             return []
+        mine = dict(labels or {})
+        binds = {"now": now, "agent": agent_id, "own": own, "@executions": EXECUTIONS}
 
         def take(db: Any) -> list[Claim]:
-            docs = self._q(db, aql, {**binds, "@executions": EXECUTIONS})
-            if not docs:
+            found = self._q(db, RECLAIM_CANDIDATES, {**binds, "window": limit + CLAIM_WINDOW})
+            keys = [d["_key"] for d in found if scheduler.eligible(d.get("labels") or {}, mine)][:limit]
+            if not keys:
                 return []
+            docs = self._q(db, RECLAIM_KEYS, {**binds, "keys": keys, "lease": now + lease_seconds})
             docs.sort(key=lambda d: (-int(d["priority"]), int(d["n"])))
-            return self._with_histories(db, docs, lease_until)
+            return self._with_histories(db, docs, now + lease_seconds)
 
         claims: list[Claim] = await self._run(self._trx, take)
         return claims
+
+    async def release_for_takeover(self, execution_id: str, attempt: int) -> bool:
+        binds = {"k": row_key(execution_id), "attempt": attempt, "expired": EXPIRED}
+        binds["@executions"] = EXECUTIONS
+        found: list[Any] = await self._run(self._trx, lambda db: self._q(db, HAND_OVER, binds))
+        return bool(found)
 
     def _with_histories(self, db: Any, docs: list[dict[str, Any]], lease_until: float) -> list[Claim]:
         """Claims for the claimed rows, in their order, each with its events so far."""

@@ -26,6 +26,7 @@ from ..events import Event, EventType
 TERMINAL = frozenset({"completed", "failed", "cancelled", "rolled_back", "rollback_failed"})
 ROLLBACK_ALLOWED = frozenset({"completed", "failed", "cancelled"})
 LEASE_SECONDS = 30.0
+EXPIRED = 0.0  # the lease of an execution handed over (`release_for_takeover`): over for any `now`
 
 
 class Band(enum.StrEnum):
@@ -303,11 +304,22 @@ class ExecutionStore(EventStore, Protocol):
         limit: int,
         lease_seconds: float = LEASE_SECONDS,
         own: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Claim]:
         """The resume queue (DESIGN §5): started executions (`running`, `rolling_back`) whose lease
         ran out, or with `own` also those `agent_id` held before it restarted, claimed under a new
-        attempt number (the old holder's writes are refused from then on). Local `wpk run`
+        attempt number (the old holder's writes are refused from then on). Only executions the
+        agent's `labels` allow (`scheduler.eligible`, as for `claim_batch`): an execution placed
+        on `cluster=prod-eu` is never taken over by an agent elsewhere. Local `wpk run`
         executions hold no lease and are never taken over."""
+        ...
+
+    async def release_for_takeover(self, execution_id: str, attempt: int) -> bool:
+        """Hand a started execution over now, as it stands: its lease ends at once (and no agent
+        holds it, so no heartbeat renews it), so the next `reclaim` of any eligible agent takes
+        it over and resumes it from its events. The status and the events stay as they are.
+        Only if the claim is still `attempt` (the fencing token) and the execution is `running`
+        or `rolling_back`: what an agent shutting down does with what outlived its grace period."""
         ...
 
     def fence(self, execution_id: str, attempt: int | None) -> None:

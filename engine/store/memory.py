@@ -13,6 +13,7 @@ from typing import Any
 from .. import scheduler
 from ..events import Event, EventType
 from .base import (
+    EXPIRED,
     LEASE_SECONDS,
     TERMINAL,
     AgentInfo,
@@ -238,7 +239,9 @@ class MemoryStore:
         limit: int,
         lease_seconds: float = LEASE_SECONDS,
         own: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Claim]:
+        mine = labels or {}
         eligible = sorted(
             (
                 (-row.priority, n, row)
@@ -246,6 +249,7 @@ class MemoryStore:
                 if row.status in ("running", "rolling_back")
                 and row.lease_until is not None
                 and (row.lease_until < now or (own and row.agent_id == agent_id))
+                and scheduler.eligible(row.labels, mine)
             ),
             key=lambda t: (t[0], t[1]),
         )
@@ -270,6 +274,14 @@ class MemoryStore:
             n,
             dataclasses.replace(row, status="pending", agent_id=None, lease_until=None),
         )
+        return True
+
+    async def release_for_takeover(self, execution_id: str, attempt: int) -> bool:
+        found = self._rows.get(execution_id)
+        if found is None or found[1].attempt != attempt or found[1].status not in ("running", "rolling_back"):
+            return False
+        n, row = found
+        self._rows[execution_id] = (n, dataclasses.replace(row, agent_id=None, lease_until=EXPIRED))
         return True
 
     async def prune(self, *, finished_before: float) -> int:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from .. import scheduler
 from ..events import Event, EventType
 from .base import (
+    EXPIRED,
     LEASE_SECONDS,
     TERMINAL,
     AgentInfo,
@@ -489,16 +490,19 @@ class SQLiteStore:
         limit: int,
         lease_seconds: float = LEASE_SECONDS,
         own: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Claim]:
         await self.flush()
+        mine = _dumps(dict(labels or {}))
 
         def write(db: sqlite3.Connection) -> list[Claim]:
             found = db.execute(
                 "UPDATE executions SET agent_id = ?, attempt = attempt + 1, lease_until = ?"
                 " WHERE n IN (SELECT n FROM executions WHERE status IN ('running', 'rolling_back')"
                 " AND lease_until IS NOT NULL AND (lease_until < ? OR (? AND agent_id = ?))"
+                " AND (labels = '{}' OR wpk_eligible(labels, ?))"  # placement, as in the claim
                 f" ORDER BY priority DESC, n LIMIT ?) RETURNING n, {_ROW_COLUMNS}",
-                (agent_id, now + lease_seconds, now, int(own), agent_id, limit),
+                (agent_id, now + lease_seconds, now, int(own), agent_id, mine, limit),
             ).fetchall()
             found.sort(key=lambda r: (-int(r[5]), int(r[0])))
             return [
@@ -519,6 +523,17 @@ class SQLiteStore:
                 "UPDATE executions SET status = 'pending', agent_id = NULL, lease_until = NULL"
                 " WHERE execution_id = ? AND attempt = ? AND status = 'running'",
                 (execution_id, attempt),
+            )
+            return cur.rowcount == 1
+
+        return await self._tx(write)
+
+    async def release_for_takeover(self, execution_id: str, attempt: int) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE executions SET agent_id = NULL, lease_until = ? WHERE execution_id = ?"
+                " AND attempt = ? AND status IN ('running', 'rolling_back')",
+                (EXPIRED, execution_id, attempt),
             )
             return cur.rowcount == 1
 
