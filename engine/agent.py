@@ -57,6 +57,9 @@ def handed_over_error(agent_id: str) -> str:
     )
 
 
+# What `Agent.run` does with executions still running when the grace period ends.
+PAST_GRACE = ("handover", "rollback")
+
 # Called once per run with (workflow, execution id, dry_run); returns that run's event callback.
 Observer = Callable[[Workflow, str, bool], Callable[[Event], None]]
 
@@ -165,8 +168,22 @@ class Agent:
         )
 
     # -- the loop ----------------------------------------------------------------------------
-    async def run(self, *, grace: float = 30.0, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Register, claim and run until `stop()`; then drain within `grace` seconds."""
+    async def run(
+        self,
+        *,
+        grace: float = 30.0,
+        past_grace: str = "handover",
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Register, claim and run until `stop()`; then drain within `grace` seconds.
+
+        Past it, `past_grace` says what becomes of what still runs: "handover" (abandon it and
+        release its lease for another agent, or this one restarted, to resume), or "rollback"
+        (cancel it, its rollback policy applying, shielded) for a store that no other agent
+        will ever read, such as SQLite on a pod's emptyDir, where handed-over work would be lost
+        with the pod."""
+        if past_grace not in PAST_GRACE:
+            raise ValueError(f"past_grace must be one of {', '.join(PAST_GRACE)}")
         check_transition(self.config.agent_id, self.state, "running")
         self.state = "running"
         await self.store.register_agent(self.info())
@@ -178,9 +195,14 @@ class Agent:
                 with trio.move_on_after(0 if self._now else grace) as self._grace:
                     while self.running:
                         await self._until_idle()
-                handed = {eid: self._attempts[eid] for eid in self.running}
-                for runner in self.running.values():  # past the grace period: as if this agent vanished
-                    runner.abandon(handed_over_error(self.config.agent_id))
+                handed: dict[str, int] = {}
+                if past_grace == "rollback":
+                    for runner in self.running.values():  # cancelled: the rollback policy applies
+                        runner.cancel()
+                else:
+                    handed = {eid: self._attempts[eid] for eid in self.running}
+                    for runner in self.running.values():  # as if this agent had vanished
+                        runner.abandon(handed_over_error(self.config.agent_id))
             await self._hand_over(handed)  # once the runs ended: nothing of theirs is written after
             check_transition(self.config.agent_id, self.state, "stopped")
             self.state = "stopped"

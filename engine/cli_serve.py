@@ -35,7 +35,16 @@ def add_subcommands(sub: Any) -> None:
         type=float,
         default=30.0,
         help="seconds running executions get to finish on SIGTERM (default 30); then they are "
-        "handed over: stopped without rollback, their leases released for another agent to resume",
+        "handed over (see --past-grace)",
+    )
+    p.add_argument(
+        "--past-grace",
+        choices=("handover", "rollback"),
+        default="handover",
+        help="what happens to executions still running when --grace runs out: handover (default: "
+        "stopped without rollback, their leases released for another agent on the same store to "
+        "resume) or rollback (cancelled, their rollback policy applies: for a store no other agent "
+        "will read, such as SQLite on a pod's emptyDir)",
     )
     p.add_argument("--config", help="agent configuration (YAML): adapter settings")
     p.add_argument(
@@ -155,6 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             capacity=args.capacity,
             agent_id=agent_id,
             grace=args.grace,
+            past_grace=args.past_grace,
             adapter_config=adapter_config,
             version=_version(),
             lease_seconds=args.lease_seconds,

@@ -50,6 +50,7 @@ class ServeConfig:
     capacity: int = 8
     agent_id: str = "agent"
     grace: float = 30.0
+    past_grace: str = "handover"  # or "rollback" (engine/agent.py: Agent.run)
     adapter_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     version: str = "0+unknown"
     max_body: int = 4 * 1024 * 1024
@@ -123,7 +124,7 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
 
             async def run_agent(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 try:
-                    await agent.run(grace=config.grace, task_status=task_status)
+                    await agent.run(grace=config.grace, past_grace=config.past_grace, task_status=task_status)
                 finally:
                     agent_done.set()
 

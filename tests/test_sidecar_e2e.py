@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -378,6 +380,55 @@ def test_sigterm_past_the_grace_period_hands_over_and_still_exits_0(tmp_path: Pa
         assert record["steps"][0]["error"].startswith("agent lost, outcome unknown")
     finally:
         again.stop()
+
+
+MADE_THEN_SLOW = """\
+apiVersion: wpk/v1
+kind: Runbook
+metadata: {name: made-then-slow, version: 1.0.0}
+spec:
+  params:
+    dir: {type: string}
+  steps:
+    - id: make
+      uses: shell.run
+      with: {command: "echo made >> {{ params.dir }}/made"}
+      rollback:
+        uses: shell.run
+        with: {command: "echo undone >> {{ params.dir }}/undone"}
+    - id: wait
+      uses: shell.run
+      needs: [make]
+      with: {command: "echo $$ > {{ params.dir }}/pgid; sleep 60 & sleep 60; wait"}
+      rollback: none
+"""
+
+
+def test_past_grace_rollback_cancels_and_rolls_back_instead_of_handing_over(tmp_path: Path) -> None:
+    """`--past-grace rollback` (a store no other agent reads, e.g. a pod's emptyDir): what still
+    runs when the grace period ends is cancelled here and its completed steps undone."""
+    server = start_server(tmp_path, "--grace", "0.5", "--past-grace", "rollback", token=None)
+    with server.client() as client:
+        eid = _execute(client, MADE_THEN_SLOW, parameters={"dir": str(tmp_path)})
+        wait_status(client, eid, {"running"})
+        while not (tmp_path / "pgid").exists():
+            time.sleep(0.05)
+    assert server.stop(signal.SIGTERM, timeout=30) == 0
+    with sqlite3.connect(tmp_path / "wpk.db") as db:
+        (status,) = db.execute("SELECT status FROM executions WHERE execution_id = ?", (eid,)).fetchone()
+        types = [t for (t,) in db.execute("SELECT type FROM events WHERE execution_id = ?", (eid,))]
+    assert status in {"rolled_back", "cancelled"} and "rollback_finished" in types
+    assert (tmp_path / "undone").read_text() == "undone\n"  # the completed step undone, once
+    with pytest.raises(ProcessLookupError):
+        os.killpg(int((tmp_path / "pgid").read_text()), 0)
+
+
+def test_past_grace_refuses_an_unknown_choice(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "wpk.engine.cli", "serve", "--past-grace", "abandon"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--past-grace" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
