@@ -400,3 +400,54 @@ async def test_for_each_items_are_resumed_one_by_one(tmp_path: Path, idempotent:
         lost = {i for i, r in (each.items or {}).items() if r.error == LOST_STEP_ERROR}
         assert lost == running
         assert _runs(tmp_path / "undo") == sorted(done, reverse=True)  # exactly the done, last first
+
+
+UNDO_EACH = """
+    params:
+      dir: {type: string}
+    steps:
+      - id: each
+        for_each: [0, 1, 2]
+        uses: shell.run
+        with: {command: "echo {{ index }} >> {{ params.dir }}/runs"}
+        rollback:
+          uses: shell.run
+          with: {command: "echo {{ index }} >> {{ params.dir }}/undo"}
+      - id: boom
+        needs: [each]
+        uses: core.fail
+        with: {message: on purpose}
+"""
+
+
+async def test_a_for_each_compensation_resumes_item_by_item(tmp_path: Path) -> None:
+    """Undone last first: item 2 done, the agent dies undoing item 1 (a shell command, not
+    idempotent): item 1 fails as agent lost, item 0 is still undone, item 2 not again."""
+    params = {"dir": str(tmp_path)}
+    history = await _crash(UNDO_EACH, params, at(EventType.COMPENSATION_STARTED, "each", item=1))
+    assert _runs(tmp_path / "undo") == [2, 1]
+    runner = await _resume(UNDO_EACH, history, params, {})
+    assert _runs(tmp_path / "runs") == [0, 1, 2]
+    assert _runs(tmp_path / "undo") == [2, 1, 0]
+    each = runner.state.step("each")
+    assert runner.state.status == "rollback_failed"
+    assert each.status == "compensation_failed"
+    assert each.compensation_error == f"item 1: {LOST_COMPENSATION_ERROR}"
+    assert (
+        each.compensation_resumed
+        == "resumed after its agent was lost: item 1 not run again (outcome unknown)"
+    )
+    assert [(i, r.status) for i, r in sorted((each.items or {}).items())] == [
+        (0, "compensated"), (1, "compensation_failed"), (2, "compensated")
+    ]  # fmt: skip
+
+
+async def test_a_for_each_compensation_whose_items_were_all_settled_just_ends(tmp_path: Path) -> None:
+    """The agent died after the last item was undone, before the step's own end was recorded."""
+    params = {"dir": str(tmp_path)}
+    history = await _crash(UNDO_EACH, params, at(EventType.COMPENSATION_COMPLETED, "each", item=0))
+    runner = await _resume(UNDO_EACH, history, params, {})
+    assert _runs(tmp_path / "undo") == [2, 1, 0]  # nothing undone twice
+    each = runner.state.step("each")
+    assert runner.state.status == "rolled_back" and each.status == "compensated"
+    assert each.compensation_resumed == "resumed after its agent was lost: every item was settled"
