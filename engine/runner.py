@@ -1314,8 +1314,10 @@ class Runner:
         return status
 
     async def _compensate(self, step: Step, undos: list[Undo]) -> str | None:
-        """Carry out one step's entries of the plan (one, or one per `for_each` item, in order)."""
+        """Carry out one step's entries of the plan (one, or one per `for_each` item, in order);
+        resumed, go on from where the lost agent stopped (`_resumed_compensation`)."""
         how = undos[0].action if len(undos) == 1 else f"{len(undos)} item(s), last first"
+        how = how if undos else "nothing left to undo"
         errors: list[str] = []
         lost: set[int | None] = set()  # resumed: entries under way at the crash, not to repeat
         resumed: dict[str, str] = {}
