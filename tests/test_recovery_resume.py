@@ -373,15 +373,15 @@ def _items(history: list[Event], kind: EventType) -> set[int]:
 
 @pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "not-idempotent"])
 async def test_for_each_items_are_resumed_one_by_one(tmp_path: Path, idempotent: bool) -> None:
-    """Ten items, two at a time; the agent dies after the fourth item completed. Completed items
+    """Ten items, two at a time; the agent dies as item 5 starts. Completed items
     never run again; an item left running runs again only if the step is idempotent, else it
     fails as "agent lost" and the items done are compensated once each, last first."""
     params = {"dir": str(tmp_path)}
     text = FOR_EACH % str(idempotent).lower()
-    history = await _crash(text, params, at(EventType.ITEM_COMPLETED, "each", nth=4))
+    history = await _crash(text, params, at(EventType.ATTEMPT_STARTED, "each", item=5))
     done = _items(history, EventType.ITEM_COMPLETED)
     running = _items(history, EventType.ATTEMPT_STARTED) - done
-    assert len(done) == 4 and running  # two at a time: one was under way
+    assert len(done) >= 3 and 5 in running  # two at a time: item 5 (and maybe 4) under way
     before = _runs(tmp_path / "runs")
     runner = await _resume(text, history, params, {})
     runs = _runs(tmp_path / "runs")
@@ -427,7 +427,7 @@ async def test_a_for_each_compensation_resumes_item_by_item(tmp_path: Path) -> N
     history = await _crash(UNDO_EACH, params, at(EventType.COMPENSATION_STARTED, "each", item=1))
     assert _runs(tmp_path / "undo") == [2, 1]
     runner = await _resume(UNDO_EACH, history, params, {})
-    assert _runs(tmp_path / "runs") == [0, 1, 2]
+    assert sorted(_runs(tmp_path / "runs")) == [0, 1, 2]  # each once (they ran side by side)
     assert _runs(tmp_path / "undo") == [2, 1, 0]
     each = runner.state.step("each")
     assert runner.state.status == "rollback_failed"
