@@ -44,6 +44,14 @@ class ActionInfo:
     # A write action that is a read for some inputs, e.g. api.request with method GET:
     # {"method": ["GET", "HEAD", "OPTIONS"]} (the field's schema default applies when omitted).
     read_only_when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # Running the call twice leaves what running it once leaves (a rollback body cut short by a
+    # lost agent is then run again): always, or for some inputs, e.g. api.request with
+    # {"method": ["PUT", "DELETE", ...]}. A call that only reads is idempotent anyway.
+    idempotent: bool = False
+    idempotent_when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # `compensate` may run again after it was cut short (it sets a recorded state, e.g. deletes
+    # what was created or puts back a recorded object), so a lost agent's inverse is re-run.
+    inverse_idempotent: bool = False
 
     @property
     def uses(self) -> str:
@@ -51,12 +59,20 @@ class ActionInfo:
 
     def is_read_only(self, inputs: Mapping[str, Any]) -> bool:
         """Whether this call, with these rendered inputs, only reads."""
-        if self.read_only:
-            return True
-        if not self.read_only_when:
+        return self.read_only or self._inputs_match(self.read_only_when, inputs)
+
+    def is_idempotent(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether running this call again, after a run whose outcome is unknown, is harmless."""
+        return (
+            self.idempotent or self.is_read_only(inputs) or self._inputs_match(self.idempotent_when, inputs)
+        )
+
+    def _inputs_match(self, when: Mapping[str, tuple[Any, ...]], inputs: Mapping[str, Any]) -> bool:
+        """Every field named in `when` has one of its values (the schema's default if omitted)."""
+        if not when:
             return False
         properties = self.input_schema.get("properties", {})
-        for name, values in self.read_only_when.items():
+        for name, values in when.items():
             value = inputs.get(name, properties.get(name, {}).get("default"))
             if isinstance(value, str):
                 value = value.upper() if name == "method" else value
@@ -183,5 +199,8 @@ def infos_from_schemas(adapter: str, schemas: Mapping[str, Mapping[str, Any]]) -
             input_schema=schema,
             description=str(schema.get("description", "")),
             read_only_when={k: tuple(v) for k, v in meta.get("read_only_when", {}).items()},
+            idempotent=bool(meta.get("idempotent", False)),
+            idempotent_when={k: tuple(v) for k, v in meta.get("idempotent_when", {}).items()},
+            inverse_idempotent=bool(meta.get("inverse_idempotent", False)),
         )
     return infos

@@ -339,7 +339,10 @@ def _record_text(record: Mapping[str, Any]) -> None:
     )
     print(f"  started {record['started_at'] or '-'}  finished {record['finished_at'] or '-'}")
     for step in record["steps"]:
-        extra = step.get("error") or step.get("reason") or ""
+        # what happened, then how its undo went (failed, or taken over from a lost agent)
+        said = (step.get("error") or step.get("reason"), step.get("compensation_error"),
+                step.get("compensation_resumed"))  # fmt: skip
+        extra = "; ".join(part for part in said if part)
         print(one_line(f"  {step['status']:<20} {step['id']}" + (f": {extra}" if extra else "")))
     if record.get("error"):
         print(one_line(f"error: {record['error']}"))

@@ -117,6 +117,33 @@ def impossible_text(step: Step) -> str:
     )
 
 
+def rerun_reason(step: Step, kind: UndoKind, body_inputs: Mapping[str, Any] | None) -> str | None:
+    """Why a compensation its lost agent left under way may run again; None if it may not.
+
+    Running it again must be harmless whatever the first run did (docs/stores.md, crash
+    recovery): the step says `idempotent: true`; or its adapter declares the automatic inverse
+    idempotent (it deletes what was created, puts back a recorded object or replica count); or
+    the `rollback:` body's call is idempotent with these inputs (a read, an HTTP PUT or DELETE,
+    a server-side apply; never a shell command unless the step says so). A write that cannot
+    be undone changes nothing, so reporting it again is harmless too.
+    """
+    if step.idempotent:
+        return "the step says `idempotent: true`"
+    if kind is UndoKind.IMPOSSIBLE:
+        return "it changes nothing"
+    if kind is UndoKind.INVERSE:
+        info = registry.action_info(step.call.uses)
+        if info is not None and info.inverse_idempotent:
+            return f"the inverse of {step.call.uses} is idempotent"
+        return None
+    body = step.rollback_body
+    if kind is UndoKind.BODY and body is not None and body_inputs is not None:
+        info = registry.action_info(body.uses)
+        if info is not None and info.is_idempotent(body_inputs):
+            return f"{body.uses} is idempotent with these inputs"
+    return None
+
+
 def _items(record: StepRecord, done: frozenset[StepStatus]) -> tuple[int, ...]:
     """The items of a `for_each` step to undo, last first."""
     if record.status is StepStatus.SIMULATED:
@@ -138,10 +165,12 @@ def plan_rollback(
     A dependant always completes after the steps it needs, so reverse completion order never
     undoes a step before one that depends on it. Steps already compensated are left out, which
     makes a second rollback of the same execution a no-op. A failed `for_each` step still has
-    its completed items undone: those changes happened. `spec.rollback.steps` come last.
+    its completed items undone: those changes happened. `spec.rollback.steps` come last. A
+    resumed rollback passes COMPENSATING too: the step its lost agent was undoing comes first,
+    with only its items not yet undone (the one under way included).
     """
     wanted = frozenset(statuses)
-    done_items = frozenset({StepStatus.COMPLETED, StepStatus.SIMULATED})
+    done_items = frozenset({StepStatus.COMPLETED, StepStatus.SIMULATED, StepStatus.COMPENSATING})
     candidates: list[tuple[int, Step, StepRecord, tuple[int, ...]]] = []
     for step in workflow.steps:
         record = state.steps.get(step.id)
@@ -189,6 +218,7 @@ __all__ = [
     "UndoKind",
     "describe_call",
     "plan_rollback",
+    "rerun_reason",
     "undo_kind",
     "undo_text",
 ]

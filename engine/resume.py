@@ -5,7 +5,10 @@ recorded events into a fresh runner; this module says which phase the execution 
 what may run again. The rule: a completed step never runs again; a step that was running when
 its agent was lost runs again only when that is safe (the action reads only, or the step says
 `idempotent: true`), else it fails as "agent lost, outcome unknown" and the rollback policy
-applies; a rollback resumes at the next compensation not yet done.
+applies. A `for_each` step follows the rule item by item (`Runner._resumed_items`). A rollback
+resumes where it stopped: the compensation under way runs again when repeating it is harmless
+(`compensation.rerun_reason`: an idempotent step, an adapter's idempotent inverse, an
+idempotent `rollback:` call), else it fails as "agent lost, outcome unknown"; the rest runs.
 """
 
 from __future__ import annotations

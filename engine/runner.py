@@ -25,7 +25,7 @@ from wpk.adapters import registry
 from wpk.adapters.base import ActionInfo, Adapter, AdapterError, InputError, Outcome, Plan, StepContext
 
 from .budget import ExecutionBudget
-from .compensation import Undo, UndoKind, describe_call, plan_rollback
+from .compensation import Undo, UndoKind, describe_call, plan_rollback, rerun_reason
 from .conductor import Conductor, SkipStep, StartStep
 from .events import Event, EventType
 from .limits import LimitExceeded, Limits
@@ -215,20 +215,31 @@ class Runner:
         """Rebuild what later decisions read from a recorded event (state, scope, undo records)."""
         self.state.apply(event)
         self.seq = event.seq
-        if event.step is None or event.item is not None or event.step not in self.step_scope:
+        if event.step is None or event.step not in self.step_scope:
             return
         record = self.state.steps[event.step]
+        if event.item is not None:
+            if event.type is EventType.ITEM_COMPLETED and record.items is not None:
+                item = record.items[event.item]
+                self._restore_undo((event.step, event.item), item.result, item.undo)
+            return
         entry = self.step_scope[event.step]
         entry["status"] = str(record.status)
         if event.type is EventType.STEP_COMPLETED:
             entry.update(outputs=record.outputs, result=record.result)
-            if record.undo is not None and not _holds_masked_secret(record.undo):
-                self.outcomes[(event.step, None)] = Outcome(result=record.result or {}, undo=record.undo)
-            elif record.undo is not None:
-                self.unrestorable[(event.step, None)] = (
-                    "the undo record holds a Kubernetes Secret, which the store keeps masked: "
-                    "restore it by hand (nothing was written)"
-                )
+            self._restore_undo((event.step, None), record.result, record.undo)
+
+    def _restore_undo(self, key: tuple[str, int | None], result: Any, undo: Any) -> None:
+        """A recorded undo record, for the automatic inverse of a resumed or manual rollback."""
+        if undo is None:
+            return
+        if not _holds_masked_secret(undo):
+            self.outcomes[key] = Outcome(result=result or {}, undo=undo)
+        else:
+            self.unrestorable[key] = (
+                "the undo record holds a Kubernetes Secret, which the store keeps masked: "
+                "restore it by hand (nothing was written)"
+            )
 
     # -- events ------------------------------------------------------------------------------
     def emit(
@@ -371,15 +382,45 @@ class Runner:
         self.emit(EventType.STEP_FAILED, step.id, error=LOST_STEP_ERROR, reason="agent_lost")
         return False
 
-    def _reads_only(self, step: Step) -> bool:
+    def _reads_only(self, step: Step, scope: Mapping[str, Any] | None = None) -> bool:
         info = registry.action_info(step.call.uses)
         if info is None:
             return False
         try:
-            inputs = self.render_inputs(step.call, self.scope(), info, step) if step.call.templated else None
+            scope = scope or self.scope()
+            inputs = self.render_inputs(step.call, scope, info, step) if step.call.templated else None
         except Exception:  # cannot tell: never re-run a write on a guess
             return False
         return bool(info.is_read_only(step.call.inputs if inputs is None else inputs))
+
+    def _resumed_items(self, step: Step, items: Sequence[Any]) -> dict[int, AttemptResult]:
+        """A `for_each` step its lost agent left running, item by item (docs/stores.md).
+
+        An item recorded as completed or failed keeps that outcome and does not run again; an
+        item left running runs again if that is safe (the step says `idempotent: true`, or the
+        item's call only reads), else it fails as "agent lost, outcome unknown" and counts as a
+        failed item (`max_failures` applies); an item not started runs. Returned: the items
+        settled already, by index.
+        """
+        settled: dict[int, AttemptResult] = {}
+        for index, item in sorted((self.state.step(step.id).items or {}).items()):
+            if index >= len(items):
+                continue
+            if item.status is StepStatus.COMPLETED:
+                scope = self.scope(item=items[index], index=index)
+                settled[index] = AttemptResult(
+                    StepStatus.COMPLETED, result=item.result, outputs=item.outputs, undo=item.undo,
+                    read_only=self._reads_only(step, scope),
+                )  # fmt: skip
+            elif item.status is StepStatus.FAILED:
+                failed = AttemptResult(StepStatus.FAILED, error=item.error, reason=item.reason or "error")
+                settled[index] = failed
+            elif item.status is StepStatus.RUNNING and not (
+                step.idempotent or self._reads_only(step, self.scope(item=items[index], index=index))
+            ):
+                self.emit(EventType.ITEM_FAILED, step.id, index, error=LOST_STEP_ERROR, reason="agent_lost")
+                settled[index] = AttemptResult(StepStatus.FAILED, error=LOST_STEP_ERROR, reason="agent_lost")
+        return settled
 
     def _resume_dispatch(self, command: StartStep | SkipStep) -> None:
         """`_dispatch` for a resumed main phase: what is recorded as done is not done again."""
@@ -393,7 +434,11 @@ class Runner:
                 return
             self.emit(EventType.STEP_STARTED, step.id)
             self.emit(EventType.STEP_FAILED, step.id, error=REDACTED_INPUT_ERROR, reason="agent_lost")
-        elif status is StepStatus.RUNNING and self._may_run_again(self.workflow.step(command.step_id)):
+        elif status is StepStatus.RUNNING and (
+            # a `for_each` step runs again: its items decide one by one (_resumed_items)
+            self.workflow.step(command.step_id).for_each is not None
+            or self._may_run_again(self.workflow.step(command.step_id))
+        ):
             self._dispatch(command)
             return
         for follow in self.conductor.on_finished(command.step_id, self.state.step(command.step_id).status):
@@ -664,15 +709,24 @@ class Runner:
                 if outcome.status is StepStatus.FAILED:
                     self.emit(EventType.ITEM_FAILED, step.id, index, error=outcome.error)
                     item_failed(index)
-                elif outcome.status is StepStatus.COMPLETED:
+                elif outcome.status is StepStatus.COMPLETED:  # the undo record: for a resumed rollback
+                    undo = {} if outcome.undo is None else {"undo": outcome.undo}
                     self.emit(EventType.ITEM_COMPLETED, step.id, index,
-                              outputs=outcome.outputs, result=outcome.result)  # fmt: skip
+                              outputs=outcome.outputs, result=outcome.result, **undo)  # fmt: skip
                 elif outcome.status is StepStatus.SIMULATED:  # so the rollback plan knows each item
                     summary = outcome.plan.summary if outcome.plan else ""
                     self.emit(EventType.STEP_PLANNED, step.id, index, plan={"summary": summary})
             finally:
                 limiter.release_on_behalf_of(slot)
                 self._release_held((step.id, index))
+
+        # Resumed (its agent was lost): what is recorded as settled stays so, failures counted.
+        resumed = self.resume.started and bool(self.state.step(step.id).items)
+        settled = self._resumed_items(step, items) if resumed else {}
+        for index, done_before in sorted(settled.items()):
+            results[index] = done_before
+            if done_before.status is StepStatus.FAILED:
+                item_failed(index)
 
         # Items start in list order under any concurrency: this one loop takes, item by item,
         # a slot of the step's own limit and one of the execution's, and hands both to the
@@ -686,8 +740,13 @@ class Runner:
         after: trio.Event | None = None
         async with trio.open_nursery() as nursery:
             for index, item in enumerate(items):
+                if index in settled:
+                    continue
                 key, slot = (step.id, index), object()
-                inherited = self._held.pop((step.id, None), None) if index == 0 else None
+                # the first item started (index 0 unless resumed) inherits the step's slot,
+                # unless failures settled before a resume stopped the rollout already
+                stopped = self.stop_reason(step) is not None
+                inherited = None if stopped else self._held.pop((step.id, None), None)
                 if inherited is not None:
                     limiter.acquire_on_behalf_of_nowait(slot)  # a fresh limiter: free
                 elif not await self._take_item_slots(step, limiter, slot, key):
@@ -1177,7 +1236,11 @@ class Runner:
     # -- rollback ------------------------------------------------------------------------------
     def rollback_plan(self, *, dry_run: bool = False) -> list[Undo]:
         """What rollback does, in order: the same list for `rollback()` and the dry-run's plan."""
-        statuses = (StepStatus.COMPLETED, StepStatus.SIMULATED) if dry_run else (StepStatus.COMPLETED,)
+        statuses = (
+            (StepStatus.COMPLETED, StepStatus.SIMULATED)
+            if dry_run
+            else (StepStatus.COMPLETED, StepStatus.COMPENSATING)  # a resumed rollback's step under way
+        )
         return plan_rollback(
             self.workflow,
             self.state,
@@ -1190,7 +1253,7 @@ class Runner:
         if index is None:
             scope = self.scope()
         else:
-            items = self.items_of.get(step.id, [])
+            items = self._recorded_items(step)
             scope = self.scope(item=items[index] if index < len(items) else None, index=index)
         if self.dry_run:  # a rollback only follows writes that completed: so they read in its plan
             simulated = str(StepStatus.SIMULATED)
@@ -1199,6 +1262,20 @@ class Runner:
                 for k, v in self.step_scope.items()
             }
         return scope
+
+    def _recorded_items(self, step: Step) -> list[Any]:
+        """A `for_each` step's items: as this agent rendered them, or, in a resumed or manual
+        rollback, rendered again from the recorded scope (the same params and outputs)."""
+        items = self.items_of.get(step.id)
+        if items is None:
+            from .expressions import RenderError, render_value
+
+            try:
+                rendered = render_value(step.for_each, self.scope())
+            except RenderError:
+                rendered = None
+            items = self.items_of[step.id] = rendered if isinstance(rendered, list) else []
+        return items
 
     def _describe_undo(self, step: Step, kind: UndoKind, index: int | None) -> str:
         """Concrete words for one compensation: the rendered body, or the adapter's inverse."""
@@ -1233,16 +1310,18 @@ class Runner:
         problems: list[str] = []
         if not self.resume.rollback_started:
             self.emit(EventType.ROLLBACK_STARTED, plan=[u.as_dict() for u in plan])
-        else:  # resumed: what was compensated stays so; what was under way has an unknown outcome
+        else:  # resumed: what was compensated stays so; what was under way, `_compensate` decides
             for record in list(self.state.steps.values()):
-                if record.status is StepStatus.COMPENSATING:
-                    self.emit(EventType.COMPENSATION_FAILED, record.id, error=LOST_COMPENSATION_ERROR)
                 if record.status is StepStatus.COMPENSATION_FAILED:
                     problems.append(f"{record.id}: {record.compensation_error}")
         acting = [u for u in plan if u.acts]
+        order = list(dict.fromkeys(u.step for u in acting))
+        # Resumed: a `for_each` step whose items were all settled when its agent was lost (only
+        # the step's own end is missing) is in no plan entry; it ends first.
+        ends = [r.id for r in self.state.steps.values() if r.status is StepStatus.COMPENSATING]
         with self._shield() as scope:
             scope.deadline = trio.current_time() + wf.rollback_timeout
-            for step_id in dict.fromkeys(u.step for u in acting):
+            for step_id in [*(s for s in ends if s not in order), *order]:
                 error = await self._compensate(wf.step(step_id), [u for u in acting if u.step == step_id])
                 if error:
                     problems.append(f"{step_id}: {error}")
@@ -1267,13 +1346,27 @@ class Runner:
         return status
 
     async def _compensate(self, step: Step, undos: list[Undo]) -> str | None:
-        """Carry out one step's entries of the plan (one, or one per `for_each` item, in order)."""
-        self.emit(EventType.COMPENSATION_STARTED, step.id, how=undos[0].action if len(undos) == 1 else
-                  f"{len(undos)} item(s), last first")  # fmt: skip
+        """Carry out one step's entries of the plan (one, or one per `for_each` item, in order);
+        resumed, go on from where the lost agent stopped (`_resumed_compensation`)."""
+        how = undos[0].action if len(undos) == 1 else f"{len(undos)} item(s), last first"
+        how = how if undos else "nothing left to undo"
         errors: list[str] = []
+        lost: set[int | None] = set()  # resumed: entries under way at the crash, not to repeat
+        resumed: dict[str, str] = {}
+        if self.state.step(step.id).status is StepStatus.COMPENSATING:
+            errors, lost, resumed["resumed"] = self._resumed_compensation(step, undos)
+            if None in lost:  # its one compensation may not run again
+                self.emit(EventType.COMPENSATION_FAILED, step.id, error=LOST_COMPENSATION_ERROR)
+                return LOST_COMPENSATION_ERROR
+        self.emit(EventType.COMPENSATION_STARTED, step.id, how=how, **resumed)
         for undo in undos:
             index = undo.item
-            error = await self._compensate_one(step, undo)
+            if index in lost:
+                error: str | None = LOST_COMPENSATION_ERROR
+            else:
+                if index is not None:  # so a resumed rollback knows which item was under way
+                    self.emit(EventType.COMPENSATION_STARTED, step.id, index, how=undo.action)
+                error = await self._compensate_one(step, undo)
             if error:
                 errors.append(error if index is None else f"item {index}: {error}")
                 if index is not None:
@@ -1285,6 +1378,42 @@ class Runner:
             return "; ".join(errors)
         self.emit(EventType.COMPENSATION_COMPLETED, step.id)
         return None
+
+    def _resumed_compensation(self, step: Step, undos: list[Undo]) -> tuple[list[str], set[int | None], str]:
+        """A step its lost agent was compensating (docs/stores.md): the item failures already
+        recorded, the entries under way that may not run again (`compensation.rerun_reason`
+        says which may), and what the record says about it."""
+        items = self.state.step(step.id).items or {}
+        errors = [f"item {i}: {it.error}" for i, it in sorted(items.items())
+                  if it.status is StepStatus.COMPENSATION_FAILED]  # fmt: skip
+        lost: set[int | None] = set()
+        notes = []
+        for undo in undos:
+            if undo.item is not None and items[undo.item].status is not StepStatus.COMPENSATING:
+                continue  # not started when the agent was lost: it runs
+            label = "" if undo.item is None else f"item {undo.item} "
+            why = self._rerun_reason(step, undo)
+            if why is None:
+                lost.add(undo.item)
+                notes.append(f"{label}not run again (outcome unknown)")
+            else:
+                notes.append(f"{label}run again ({why})")
+        if not notes:
+            notes.append("goes on with the items not yet undone" if undos else "every item was settled")
+        return errors, lost, "resumed after its agent was lost: " + "; ".join(notes)
+
+    def _rerun_reason(self, step: Step, undo: Undo) -> str | None:
+        """Why a compensation a lost agent left under way may run again (None: it may not)."""
+        body, inputs = step.rollback_body, None
+        if undo.kind is UndoKind.BODY and body is not None:
+            info = registry.action_info(body.uses)
+            try:
+                if info is not None:
+                    scope = self._undo_scope(step, undo.item)
+                    inputs = self.render_inputs(body, scope, info) if body.templated else dict(body.inputs)
+            except StepFailure:  # cannot tell: never repeat a write on a guess
+                inputs = None
+        return rerun_reason(step, undo.kind, inputs)
 
     async def _compensate_one(self, step: Step, undo: Undo) -> str | None:
         index = undo.item
@@ -1335,7 +1464,7 @@ class Runner:
         status = self.state.step(step.id).status
         if status is StepStatus.PENDING:
             return True
-        return status is StepStatus.RUNNING and self._may_run_again(step)
+        return status is StepStatus.RUNNING and (step.for_each is not None or self._may_run_again(step))
 
     # -- finally -------------------------------------------------------------------------------
     async def _finally_phase(

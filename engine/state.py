@@ -52,6 +52,7 @@ STEP_TRANSITIONS: frozenset[tuple[StepStatus, StepStatus]] = frozenset({
     (S.RUNNING, S.CANCELLED), (S.RUNNING, S.SIMULATED),
     (S.COMPLETED, S.COMPENSATING), (S.FAILED, S.COMPENSATING),
     (S.COMPENSATING, S.COMPENSATED), (S.COMPENSATING, S.COMPENSATION_FAILED),
+    (S.COMPENSATING, S.COMPENSATING),  # resumed: its agent was lost while it compensated
 })  # fmt: skip
 
 
@@ -71,6 +72,8 @@ class ItemRecord:
     outputs: Any = None
     result: Any = None
     error: str | None = None
+    undo: Any = None  # what compensating the item needs (an automatic inverse's record)
+    reason: str | None = None  # why it failed, as a step's `reason`
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "status": str(self.status), "attempts": self.attempts,
@@ -94,6 +97,7 @@ class StepRecord:
     plan: dict[str, Any] | None = None
     items: dict[int, ItemRecord] | None = None
     compensation_error: str | None = None
+    compensation_resumed: str | None = None  # a lost agent's compensation, taken over: how
 
     def move(self, to: StepStatus) -> None:
         if (self.status, to) not in STEP_TRANSITIONS:
@@ -114,6 +118,8 @@ class StepRecord:
             out["reason"] = self.reason
         if self.compensation_error:
             out["compensation_error"] = self.compensation_error
+        if self.compensation_resumed:
+            out["compensation_resumed"] = self.compensation_resumed
         if self.items is not None:
             out["items"] = [self.items[i].as_dict() for i in sorted(self.items)]
         return out
@@ -242,6 +248,8 @@ class ExecutionState:
             self.current.discard(record.id)
         elif t is EventType.COMPENSATION_STARTED:
             record.move(StepStatus.COMPENSATING)
+            if d.get("resumed"):
+                record.compensation_resumed = d["resumed"]
         elif t is EventType.COMPENSATION_COMPLETED:
             record.move(StepStatus.COMPENSATED)
         elif t is EventType.COMPENSATION_FAILED:
@@ -262,16 +270,21 @@ class ExecutionState:
             record.attempts = max(record.attempts, item.attempts)
         elif t is EventType.ATTEMPT_FAILED:
             item.error = d.get("error")
+            item.reason = d.get("reason", item.reason)
         elif t is EventType.ITEM_COMPLETED:
             item.status = StepStatus.COMPLETED
             item.outputs = d.get("outputs")
             item.result = d.get("result")
+            item.undo = d.get("undo")
             item.error = None
         elif t is EventType.ITEM_FAILED:
             item.status = StepStatus.FAILED
             item.error = d.get("error")
+            item.reason = d.get("reason", item.reason)
         elif t is EventType.STEP_PLANNED:
             item.status = StepStatus.SIMULATED
+        elif t is EventType.COMPENSATION_STARTED:
+            item.status = StepStatus.COMPENSATING
         elif t is EventType.COMPENSATION_COMPLETED:
             item.status = StepStatus.COMPENSATED
         elif t is EventType.COMPENSATION_FAILED:

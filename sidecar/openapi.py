@@ -86,6 +86,10 @@ STEP = {
         "error": NULLABLE_STRING,
         "reason": {"type": "string"},
         "compensation_error": {"type": "string"},
+        "compensation_resumed": {
+            "type": "string",
+            "description": "its compensation was taken over from a lost agent: run again or not, why",
+        },
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
     },
 }

@@ -351,7 +351,10 @@ def test_uses_examples_name_every_builtin_action() -> None:
 def test_action_x_wpk_is_well_formed(uses: str) -> None:
     schema = action_schemas()[uses]
     meta = schema["x-wpk"]
-    assert set(meta) <= {"read_only", "inverse", "read_only_when", "pure"}
+    assert set(meta) <= {
+        "read_only", "inverse", "read_only_when", "pure", "idempotent", "idempotent_when",
+        "inverse_idempotent",
+    }  # fmt: skip
     # `pure`: the action observes nothing outside the engine (a dry-run never marks it unknown).
     assert meta.get("pure", False) is uses.startswith("core.")
     assert isinstance(meta["read_only"], bool)
@@ -359,9 +362,12 @@ def test_action_x_wpk_is_well_formed(uses: str) -> None:
     assert (meta["read_only"], meta["inverse"]) == ACTIONS[uses]
     if meta["read_only"]:
         assert meta["inverse"] == "not-needed"
-    for field, values in meta.get("read_only_when", {}).items():
-        allowed = schema["properties"][field]["enum"]
-        assert values and set(values) <= set(allowed)
+    for key in ("read_only_when", "idempotent_when"):
+        for field, values in meta.get(key, {}).items():
+            allowed = schema["properties"][field]["enum"]
+            assert values and set(values) <= set(allowed)
+    # Only an automatic inverse can be declared safe to re-run (docs/stores.md, crash recovery).
+    assert not meta.get("inverse_idempotent") or meta["inverse"] == "auto"
 
 
 def test_action_infos_follow_the_schemas() -> None:
@@ -373,6 +379,13 @@ def test_action_infos_follow_the_schemas() -> None:
     assert set(infos) == set(ACTIONS)
     assert infos["k8s.scale"].inverse is Inverse.AUTO
     assert infos["k8s.delete"].inverse is Inverse.NONE
+    # What a lost agent's compensation may run again (docs/stores.md, crash recovery).
+    assert {u for u, i in infos.items() if i.inverse_idempotent} == {"k8s.apply", "k8s.patch", "k8s.scale"}
+    api = infos["api.request"]
+    assert [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if api.is_idempotent({"method": m})] == [
+        "GET", "PUT", "DELETE"
+    ]  # fmt: skip
+    assert api.is_idempotent({}) and not infos["shell.run"].is_idempotent({"command": "true"})
     assert infos["core.sleep"].inverse is Inverse.NOT_NEEDED
     assert infos["k8s.get"].description.startswith("Reads")
     request = infos["api.request"]

@@ -44,6 +44,7 @@ ALLOWED = {
     (S.FAILED, S.COMPENSATING),
     (S.COMPENSATING, S.COMPENSATED),
     (S.COMPENSATING, S.COMPENSATION_FAILED),
+    (S.COMPENSATING, S.COMPENSATING),  # resumed: its agent was lost while it compensated
 }
 
 

@@ -4,12 +4,15 @@ it needs (secrets) must be there again; it begins only from a status that allows
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+from runbooks import workflow
 
 from wpk.engine.events import Event, EventType
+from wpk.engine.execute import rollback_recorded, run_workflow
 from wpk.engine.executions import Conflict, WorkflowCache, begin_rollback, rollback, submit
-from wpk.engine.runner import creation_data
+from wpk.engine.runner import RunOptions, creation_data
 from wpk.engine.secrets import MissingSecrets
 from wpk.engine.store import MemoryStore, NewExecution
 
@@ -105,3 +108,31 @@ async def test_rollback_is_refused_for_a_pending_execution() -> None:
     with pytest.raises(Conflict) as refused:
         await begin_rollback(store, cache, eid)
     assert refused.value.status == "pending"
+
+
+async def test_a_manual_rollback_undoes_each_item_with_its_own_value(tmp_path: Path) -> None:
+    """The items of a `for_each` step are not stored; a rollback from the store renders them
+    again from the recorded params, so `{{ item }}` in the body is the item it undoes."""
+    wf = workflow(
+        """
+        params:
+          names: {type: array}
+          dir: {type: string}
+        steps:
+          - id: each
+            for_each: "{{ params.names }}"
+            uses: shell.run
+            with: {command: "echo {{ item }} >> {{ params.dir }}/done"}
+            rollback:
+              uses: shell.run
+              with: {command: "echo {{ item }} >> {{ params.dir }}/undone"}
+        """
+    )
+    params = {"names": ["web", "api", "db"], "dir": str(tmp_path)}
+    store = MemoryStore()
+    state = await run_workflow(wf, params, store=store, options=RunOptions(execution_id="run-2"))
+    assert state.status == "completed"
+    history = await store.events("run-2")
+    after = await rollback_recorded(wf, history, params=params, secrets={}, store=store, execution_id="run-2")
+    assert after.status == "rolled_back"
+    assert (tmp_path / "undone").read_text().split() == ["db", "api", "web"]
