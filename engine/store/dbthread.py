@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import outcome
@@ -36,13 +37,14 @@ class _Op:
 
 
 class DatabaseThread:
-    def __init__(self, db: sqlite3.Connection, name: str = "wpk-store") -> None:
+    def __init__(
+        self, db: sqlite3.Connection, name: str = "wpk-store", *, patient_ms: int | None = None
+    ) -> None:
         self.db = db
-        self._queue: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
-        # Operations queued during one pass of the trio scheduler go to the thread together: one
-        # wake-up of the thread per pass, not per operation (each wake-up is a GIL hand-off).
-        self._gathered: list[_Op] = []
-        self._kick_pending = False
+        # Set: the connection is shared with the loop thread, which runs calls on it between this
+        # thread's batches with busy_timeout 0; a batch here waits for locks up to patient_ms.
+        self._patient_ms = patient_ms
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
         self.batches = 0  # for the benchmark: how much group commit merged
@@ -50,23 +52,16 @@ class DatabaseThread:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         op = _Op(fn, write, trio.lowlevel.current_trio_token(), trio.Event())
-        self._gathered.append(op)
-        if not self._kick_pending:
-            self._kick_pending = True
-            op.token.run_sync_soon(self._kick)
+        # Straight onto the thread's queue: only a put onto an empty queue wakes the thread, and
+        # the woken thread needs the GIL, which the loop keeps until its pass ends, so everything
+        # queued in one pass of the trio scheduler still goes to SQLite together.
+        self._queue.put(op)
         with trio.CancelScope(shield=True):  # it runs anyway once queued: wait for the truth
             await op.done.wait()
         assert op.result is not None
         return op.result.unwrap()  # type: ignore[no-any-return]
 
-    def _kick(self) -> None:
-        self._kick_pending = False
-        ops, self._gathered = self._gathered, []
-        if ops:
-            self._queue.put(ops)
-
     async def close(self) -> None:
-        self._kick()  # anything gathered goes before the end
         self._queue.put(None)
         await trio.to_thread.run_sync(self._thread.join)
 
@@ -77,7 +72,7 @@ class DatabaseThread:
             if first is None:
                 self.db.close()
                 return
-            batch = list(first)
+            batch = [first]
             stop = False
             while len(batch) < MAX_BATCH:
                 try:
@@ -87,7 +82,7 @@ class DatabaseThread:
                 if nxt is None:
                     stop = True
                     break
-                batch.extend(nxt)
+                batch.append(nxt)
             self._run_batch(batch)
             if stop:
                 self.db.close()
@@ -98,11 +93,14 @@ class DatabaseThread:
         self.batches += 1
         self.ops += len(batch)
         writing = any(op.write for op in batch)
+        if self._patient_ms is not None:
+            db.execute(f"PRAGMA busy_timeout={self._patient_ms}")
         try:
             if writing:
                 db.execute("BEGIN IMMEDIATE")
+            alone = sum(op.write for op in batch) == 1  # its failure is the transaction's
             for op in batch:
-                if op.write:
+                if op.write and not alone:
                     db.execute("SAVEPOINT op")
                     op.result = outcome.capture(op.fn, db)
                     if isinstance(op.result, outcome.Error):
@@ -110,6 +108,9 @@ class DatabaseThread:
                     db.execute("RELEASE op")
                 else:
                     op.result = outcome.capture(op.fn, db)
+                    if alone and op.write and isinstance(op.result, outcome.Error) and db.in_transaction:
+                        db.execute("ROLLBACK")  # nothing of a failed write is kept
+                        writing = False
             if writing:
                 db.execute("COMMIT")
         except BaseException as exc:  # the transaction itself failed (locked, disk full): all fail
@@ -120,6 +121,8 @@ class DatabaseThread:
                     continue  # its own failure (a full disk ends the transaction too): the real cause
                 if op.write or op.result is None:
                     op.result = outcome.Error(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+        if self._patient_ms is not None:
+            db.execute("PRAGMA busy_timeout=0")  # before the loop thread may use the connection again
         by_token: dict[trio.lowlevel.TrioToken, list[_Op]] = {}
         for op in batch:
             by_token.setdefault(op.token, []).append(op)
@@ -131,3 +134,48 @@ class DatabaseThread:
 def _wake(ops: list[_Op]) -> None:
     for op in ops:
         op.done.set()
+
+
+class Checkpointer:
+    """WAL checkpoints on a thread and connection of their own, for a store written on the loop.
+
+    A checkpoint copies the WAL into the database file and syncs both (`synchronous=NORMAL`
+    syncs only there): milliseconds the trio loop must not wait for. The loop thread's
+    connection has `wal_autocheckpoint=0` and asks for one every so often; a PASSIVE checkpoint
+    never takes the write lock, so writes go on meanwhile. One that fails (a full disk) is left
+    for the next: the writes themselves report the problem.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wanted = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.done = 0  # for the tests: checkpoints made
+
+    def request(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="wpk-checkpoint", daemon=True)
+            self._thread.start()
+        self._wanted.set()
+
+    async def aclose(self) -> None:
+        if self._thread is not None:
+            self._stop = True
+            self._wanted.set()
+            await trio.to_thread.run_sync(self._thread.join)
+
+    def _loop(self) -> None:
+        db: sqlite3.Connection | None = None
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stop:
+                break
+            with contextlib.suppress(sqlite3.Error):
+                if db is None:
+                    db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.done += 1
+        if db is not None:
+            db.close()
