@@ -2,11 +2,14 @@
 
 Under the server, blocking database calls must not run on the trio loop. A thread hop per call
 (`trio.to_thread`) costs a GIL hand-off each way, and with dozens of executions flushing at once
-those hand-offs, not SQLite, become the cost. Here callers queue their operation and wait; the
-thread takes everything queued, runs it in order inside one `BEGIN IMMEDIATE` transaction (each
-write under its own SAVEPOINT, so one failing write fails alone), commits once (group commit),
-and wakes every caller with one call into the trio loop. A caller is answered only after the
-commit, so "flushed" still means "on disk".
+those hand-offs, not SQLite, become the cost. Here callers put their operation on the thread's
+queue and wait; the thread takes everything queued, runs it in order inside one `BEGIN
+IMMEDIATE` transaction (with several writes, each under its own SAVEPOINT, so one failing write
+fails alone; a lone write that fails is rolled back whole), commits once (group commit), and
+wakes every caller with one call into the trio loop. A caller is answered only after the
+commit, so "flushed" still means "written where a crash of wpk cannot take it back".
+
+Also here: `Checkpointer`, the WAL checkpoints of a store that writes on the loop thread.
 """
 
 from __future__ import annotations

@@ -6,10 +6,13 @@ every side effect, so the ledger says a step started before the step does anythi
 rule 5). A claim is one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`, so several agent
 processes can share one file without handing an execution out twice.
 
-Where the calls run: `wpk run` (one execution, nothing else on its loop) writes on the calling
-thread. Under the server (`offload=True`) one thread owns the connection and runs every call
-(`dbthread.py`, group commit), so a slow disk never stalls the trio loop that serves HTTP and
-runs steps.
+Where the calls run, so that the trio loop never waits for the database: under the server
+(`offload=True`) one thread owns the connection and runs every call (`dbthread.py`, group
+commit). For `wpk run` (one execution) a thread hop per flush would cost more than the write
+(docs/performance.md), so calls run on the loop thread, but only as far as they cannot wait:
+`busy_timeout=0` there, so a lock held by another process sends the call to the database
+thread (which waits for it, up to 30 s), and WAL checkpoints, the only fsyncs under
+`synchronous=NORMAL`, run on a thread of their own (`Checkpointer`).
 """
 
 from __future__ import annotations
@@ -281,12 +284,16 @@ class SQLiteStore:
             {eid: self._fences[eid] for eid, _, _ in batch if eid in self._fences} if self._fences else None
         )
         inline = not self.offload and not self._on_thread
-        if inline and plain and not fences and len(batch) <= _ONE_STATEMENT_ROWS:
-            # Events only, no row to change: one multi-row INSERT is its own transaction, without
-            # the BEGIN and COMMIT statements (which cost more than the insert: tests/bench/store.py).
-            rows: Sequence[Any] = batch[0][2] if len(batch) == 1 else [v for _, _, row in batch for v in row]
+        if not plain or fences or len(batch) > _ONE_STATEMENT_ROWS:
+            await self._call(lambda db: self._apply_events(db, batch, fences), write=True, inline=inline)
+            return
+        # Events only, no row to change: one multi-row INSERT. On the loop thread it is its own
+        # transaction, without the BEGIN and COMMIT statements (tests/bench/store.py).
+        sql = _INSERT_EVENTS[len(batch)]
+        rows: Sequence[Any] = batch[0][2] if len(batch) == 1 else [v for _, _, row in batch for v in row]
+        if inline:
             try:
-                self._db.execute(_INSERT_EVENTS[len(batch)], rows)
+                self._db.execute(sql, rows)
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
                     raise describe_error(self.path, exc) from None
@@ -296,7 +303,7 @@ class SQLiteStore:
             else:
                 self._committed()
                 return
-        await self._call(lambda db: self._apply_events(db, batch, fences), write=True, inline=inline)
+        await self._call(lambda db: db.execute(sql, rows), write=True, inline=False)
 
     @staticmethod
     def _event_row(execution_id: str, event: Event) -> _EventRow:
