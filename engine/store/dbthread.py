@@ -96,9 +96,9 @@ class DatabaseThread:
         self.batches += 1
         self.ops += len(batch)
         writing = any(op.write for op in batch)
-        if self._patient_ms is not None:
-            db.execute(f"PRAGMA busy_timeout={self._patient_ms}")
         try:
+            if self._patient_ms is not None:
+                db.execute(f"PRAGMA busy_timeout={self._patient_ms}")
             if writing:
                 db.execute("BEGIN IMMEDIATE")
             alone = sum(op.write for op in batch) == 1  # its failure is the transaction's
@@ -111,21 +111,24 @@ class DatabaseThread:
                     db.execute("RELEASE op")
                 else:
                     op.result = outcome.capture(op.fn, db)
-                    if alone and op.write and isinstance(op.result, outcome.Error) and db.in_transaction:
-                        db.execute("ROLLBACK")  # nothing of a failed write is kept
+                    if alone and op.write and isinstance(op.result, outcome.Error):
+                        if db.in_transaction:  # (a full disk ends it itself)
+                            db.execute("ROLLBACK")  # nothing of a failed write is kept
                         writing = False
             if writing:
                 db.execute("COMMIT")
         except BaseException as exc:  # the transaction itself failed (locked, disk full): all fail
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the callers must be answered whatever happens
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
             for op in batch:
                 if isinstance(op.result, outcome.Error):
                     continue  # its own failure (a full disk ends the transaction too): the real cause
                 if op.write or op.result is None:
                     op.result = outcome.Error(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-        if self._patient_ms is not None:
-            db.execute("PRAGMA busy_timeout=0")  # before the loop thread may use the connection again
+        if self._patient_ms is not None:  # before the loop thread may use the connection again
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA busy_timeout=0")
         by_token: dict[trio.lowlevel.TrioToken, list[_Op]] = {}
         for op in batch:
             by_token.setdefault(op.token, []).append(op)

@@ -162,7 +162,7 @@ _ROW_EVENTS = frozenset(
     }
 )
 """The only event types that may create an execution's row or change its status (`status_after`;
-tests/test_store_contract.py checks the two agree). A batch without them is a plain INSERT."""
+tests/test_store_sqlite_paths.py checks the two agree). A batch without them is a plain INSERT."""
 
 
 class SQLiteStore:
@@ -317,9 +317,6 @@ class SQLiteStore:
             _ENCODE(event.data),
         )
 
-    def _insert_events(self, batch: list[tuple[str, Event, _EventRow]]) -> None:
-        self._write(lambda db: self._apply_events(db, batch))
-
     def _apply_events(
         self,
         db: sqlite3.Connection,
@@ -377,12 +374,13 @@ class SQLiteStore:
         try:
             await self.flush()
         finally:
-            if self._checkpointer is not None:
-                await self._checkpointer.aclose()
-            if self._worker is not None:
-                await self._worker.close()  # the thread closes the connection it owns
-            else:  # the last connection's close checkpoints and syncs: not on the loop either
-                await trio.to_thread.run_sync(self._db.close)
+            with trio.CancelScope(shield=True):  # a cancelled caller still leaves nothing open
+                if self._checkpointer is not None:
+                    await self._checkpointer.aclose()
+                if self._worker is not None:
+                    await self._worker.close()  # the thread closes the connection it owns
+                else:  # the last connection's close checkpoints and syncs: not on the loop either
+                    await trio.to_thread.run_sync(self._db.close)
 
     # -- executions --------------------------------------------------------------------------
     async def create_execution(self, new: NewExecution) -> None:
