@@ -4,6 +4,7 @@ overhead, on memory vs SQLite vs the ArangoDB double (in its own process, as a s
 Run:  PYTHONPATH=tests python tests/bench/store.py           (a few minutes on 2 cores)
       PYTHONPATH=tests python tests/bench/store.py --quick   (smaller sizes, a smoke check)
       ... --rounds 5 --no-arango                             (more rounds, SQLite and memory only)
+      ... --baseline main                                    (main's SQLite store too, interleaved)
 
 Figures are recorded in docs/performance.md. The goal: SQLite adds at most 30% to the engine's
 per-step cost. Steps are `rec.write` (tests/recording_adapter.py, no wait): a write, so the
@@ -19,6 +20,7 @@ own CPU is in its process and not counted; it runs in the first round only.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import secrets
 import subprocess
@@ -129,6 +131,31 @@ def measure(make: Callable[[], ExecutionStore], steps: int, events: int, n_claim
     return trio.run(main)
 
 
+def baseline_store(rev: str, folder: Path) -> Callable[..., ExecutionStore]:
+    """The SQLite store class as of git revision `rev`, loaded beside this checkout's, so a
+    before/after comparison runs in one process, interleaved (the rest of the engine is this
+    checkout's)."""
+    root = Path(__file__).resolve().parent.parent.parent
+    names = ("dbthread", "sqlite_schema", "sqlite")  # in import order
+    for name in names:
+        text = subprocess.run(
+            ["git", "-C", str(root), "show", f"{rev}:engine/store/{name}.py"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for other in names:
+            text = text.replace(f"from .{other} import", f"from .baseline_{other} import")
+        path = folder / f"baseline_{name}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(f"wpk.engine.store.baseline_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["wpk.engine.store.baseline_sqlite"].SQLiteStore  # type: ignore[no-any-return]
+
+
 def best(rounds: list[dict[str, float]]) -> dict[str, float]:
     """Each figure at its best over the rounds (highest rate, lowest time)."""
     out = {}
@@ -143,6 +170,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-arango", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", help="also measure this revision's SQLite store")
     args = parser.parse_args()
     steps, events, n_claims = (1000, 2000, 200) if args.quick else (10_000, 20_000, 1000)
     registry.register("rec", RecordingAdapter)
@@ -154,6 +182,12 @@ def main() -> None:
             "sqlite": lambda: SQLiteStore(Path(tmp) / f"bench{next(counter)}.db"),
             "sqlite-offload": lambda: SQLiteStore(Path(tmp) / f"bench{next(counter)}.db", offload=True),
         }
+        if args.baseline:
+            before = baseline_store(args.baseline, Path(tmp))
+            makers[f"sqlite@{args.baseline}"] = lambda: before(Path(tmp) / f"bench{next(counter)}.db")
+            makers[f"sqlite-offload@{args.baseline}"] = lambda: before(
+                Path(tmp) / f"bench{next(counter)}.db", offload=True
+            )
         for _ in range(args.rounds):
             for name, make in makers.items():
                 rounds.setdefault(name, []).append(measure(make, steps, events, n_claims))
