@@ -27,7 +27,7 @@ from wpk.engine.events import Event, EventType
 from wpk.engine.executions import WorkflowCache, submit
 from wpk.engine.store import SQLiteStore, StoreError
 from wpk.engine.store.base import status_after
-from wpk.engine.store.sqlite import _ENCODE, _ROW_EVENTS, CHECKPOINT_EVERY
+from wpk.engine.store.sqlite import _ENCODE, _ROW_EVENTS, CHECKPOINT_BYTES, CHECKPOINT_EVERY
 
 RUNBOOK = """\
 apiVersion: wpk/v1
@@ -148,6 +148,21 @@ async def test_checkpoints_run_on_their_own_thread(tmp_path: Path) -> None:
         assert len(await reopened.events("e")) == 3 * CHECKPOINT_EVERY
     finally:
         await reopened.aclose()
+
+
+async def test_large_events_bring_the_checkpoint_forward(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "wpk.db")
+    try:
+        line = "z" * (CHECKPOINT_BYTES // 8)
+        for seq in range(1, 10):  # far fewer commits than CHECKPOINT_EVERY, more bytes than enough
+            store.append("e", _log(seq, line))
+            await store.flush()
+        assert store._checkpointer is not None
+        with trio.fail_after(30):
+            while store._checkpointer.done < 1:
+                await trio.sleep(0.01)
+    finally:
+        await store.aclose()
 
 
 @pytest.mark.parametrize("offload", [False, True])

@@ -144,8 +144,10 @@ def _new_values(new: NewExecution) -> tuple[Any, ...]:
 
 _EventRow = tuple[str, int, str, float, str | None, int | None, str]
 CHECKPOINT_EVERY = 500
-"""Commits on the loop thread between two checkpoint requests (about SQLite's default of 1000 WAL
-pages: a commit of a step's events writes one or two)."""
+CHECKPOINT_BYTES = 4 << 20
+"""A checkpoint is asked for after this many commits on the loop thread or this much event data,
+whichever comes first: about SQLite's default of 1,000 WAL pages (a commit of a step's events
+writes one or two pages; large outputs write more)."""
 _ONE_STATEMENT_ROWS = 256  # 7 values a row, well under SQLite's bound on bound parameters
 _INSERT_EVENTS = {
     n: "INSERT INTO events VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
@@ -200,6 +202,7 @@ class SQLiteStore:
         self._on_thread = 0  # calls handed to that thread and not answered yet
         self._checkpointer = None if offload else Checkpointer(self.path)
         self._commits = 0  # on the loop thread, since the last checkpoint request
+        self._written = 0  # bytes of event data appended since then
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -239,8 +242,10 @@ class SQLiteStore:
     def _committed(self) -> None:
         """A commit on the loop thread: every so often, a checkpoint on the checkpoint thread."""
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY and self._checkpointer is not None:
-            self._commits = 0
+        if self._checkpointer is not None and (
+            self._commits >= CHECKPOINT_EVERY or self._written >= CHECKPOINT_BYTES
+        ):
+            self._commits = self._written = 0
             self._checkpointer.request()
 
     def _thread(self) -> DatabaseThread:
@@ -273,7 +278,9 @@ class SQLiteStore:
     def append(self, execution_id: str, event: Event) -> None:
         if event.type in _ROW_EVENTS:
             self._plain = False
-        self._pending.append((execution_id, event, self._event_row(execution_id, event)))
+        row = self._event_row(execution_id, event)
+        self._written += len(row[6])
+        self._pending.append((execution_id, event, row))
 
     async def flush(self) -> None:
         if not self._pending:
