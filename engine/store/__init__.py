@@ -25,8 +25,10 @@ def open_store(url: str = DEFAULT_STORE, *, offload: bool = False) -> ExecutionS
     """`memory:`, `sqlite:` (the default file), `sqlite:///abs/path.db`, or
     `arangodb[s]://user@host:8529/db` (password from WPK_ARANGO_PASSWORD; DESIGN §6, §8).
 
-    `offload=True` (the server) runs blocking database calls on a worker thread, never on the
-    trio loop (the ArangoDB store always does).
+    `offload=True` (the server) runs every SQLite call on the store's database thread, merging
+    concurrent executions' writes into one commit. Without it, SQLite calls run on the loop
+    thread only as far as they cannot wait (a busy lock or a checkpoint goes to a thread:
+    docs/stores.md). The ArangoDB store always uses threads.
     """
     if url in ("memory:", "memory://"):
         return MemoryStore()

@@ -6,10 +6,13 @@ every side effect, so the ledger says a step started before the step does anythi
 rule 5). A claim is one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`, so several agent
 processes can share one file without handing an execution out twice.
 
-Where the calls run: `wpk run` (one execution, nothing else on its loop) writes on the calling
-thread. Under the server (`offload=True`) one thread owns the connection and runs every call
-(`dbthread.py`, group commit), so a slow disk never stalls the trio loop that serves HTTP and
-runs steps.
+Where the calls run, so that the trio loop never waits for the database: under the server
+(`offload=True`) one thread owns the connection and runs every call (`dbthread.py`, group
+commit). For `wpk run` (one execution) a thread hop per flush would cost more than the write
+(docs/performance.md), so calls run on the loop thread, but only as far as they cannot wait:
+`busy_timeout=0` there, so a lock held by another process sends the call to the database
+thread (which waits for it, up to 30 s), and WAL checkpoints, the only fsyncs under
+`synchronous=NORMAL`, run on a thread of their own (`Checkpointer`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, TypeVar
+
+import trio
 
 from .. import scheduler
 from ..events import Event, EventType
@@ -41,7 +47,7 @@ from .base import (
     stale_message,
     status_after,
 )
-from .dbthread import DatabaseThread
+from .dbthread import Checkpointer, DatabaseThread
 from .sqlite_schema import BUSY_TIMEOUT_MS, SYNCHRONOUS, describe_error, migrate
 
 T = TypeVar("T")
@@ -58,8 +64,30 @@ _INSERT_ROW = (
 )
 
 
-_ENCODE = json.JSONEncoder(default=str, allow_nan=False).encode
-"""One encoder for every event: `json.dumps` with options builds a new one per call."""
+def _event_encoder() -> Callable[[dict[str, Any]], str]:
+    """`json.dumps(data, default=str, allow_nan=False)`, three times as fast on event data.
+
+    `JSONEncoder.encode` builds a new C encoder on every call; this one is built once. No
+    circular-reference check (as `check_circular=False`): event data went through the secret
+    masking walk before it got here, which a cycle would not have survived.
+    """
+    if c_make_encoder is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(default=str, allow_nan=False).encode
+    chunks = c_make_encoder(None, str, encode_basestring_ascii, None, ": ", ", ", False, False, False)
+
+    def encode(data: dict[str, Any]) -> str:
+        return "".join(chunks(data, 0)) if data else "{}"
+
+    return encode
+
+
+_ENCODE = _event_encoder()
+"""One encoder for every event."""
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY (any extended code): another connection holds the lock this call needs."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def default_path() -> Path:
@@ -116,14 +144,28 @@ def _new_values(new: NewExecution) -> tuple[Any, ...]:
 
 
 _EventRow = tuple[str, int, str, float, str | None, int | None, str]
+CHECKPOINT_EVERY = 500
+CHECKPOINT_BYTES = 4 << 20
+"""A checkpoint is asked for after this many commits on the loop thread or this much event data,
+whichever comes first: about SQLite's default of 1,000 WAL pages (a commit of a step's events
+writes one or two pages; large outputs write more)."""
 _ONE_STATEMENT_ROWS = 256  # 7 values a row, well under SQLite's bound on bound parameters
-_INSERT_EVENTS_HEAD = "INSERT INTO events VALUES "
-_EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?)"
+_INSERT_EVENTS = {
+    n: "INSERT INTO events VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    for n in range(1, _ONE_STATEMENT_ROWS + 1)
+}
+"""The multi-row INSERT for n events, built once (SQLite's statement cache keys on the text)."""
 
-
-def _rows_only(batch: list[tuple[str, Event, _EventRow]]) -> bool:
-    """No event of the batch creates a row or changes its status."""
-    return all(e.type is not EventType.EXECUTION_CREATED and status_after(e) is None for _, e, _ in batch)
+_ROW_EVENTS = frozenset(
+    {
+        EventType.EXECUTION_CREATED,
+        EventType.EXECUTION_STARTED,
+        EventType.ROLLBACK_STARTED,
+        EventType.EXECUTION_CLOSED,
+    }
+)
+"""The only event types that may create an execution's row or change its status (`status_after`;
+tests/test_store_sqlite_paths.py checks the two agree). A batch without them is a plain INSERT."""
 
 
 class SQLiteStore:
@@ -141,6 +183,12 @@ class SQLiteStore:
             migrate(self._db, self.path)
             # Placement inside the claim's query (scheduler.eligible on the stored JSON).
             self._db.create_function("wpk_eligible", 2, scheduler.eligible_json, deterministic=True)
+            if not offload:
+                # On the loop thread a call must not wait: not for another process's lock (it goes
+                # to the database thread instead, which waits: `_call`), not for a checkpoint's
+                # fsync (they run on their own thread: `Checkpointer`).
+                self._db.execute("PRAGMA busy_timeout=0")
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
         except OSError as exc:
             raise StoreUnavailable(f"{self.path}: cannot open the store: {exc.strerror or exc}") from None
         except sqlite3.Error as exc:
@@ -148,31 +196,64 @@ class SQLiteStore:
         # (execution id, event, its row): serialised when appended, on the caller's thread, so the
         # database thread spends its time in SQLite (which releases the GIL), not in json.dumps.
         self._pending: list[tuple[str, Event, _EventRow]] = []
+        self._plain = True  # nothing pending creates a row or changes a status (_ROW_EVENTS)
         self._fences: dict[str, int] = {}
         self.offload = offload
-        self._worker: DatabaseThread | None = None  # the connection's own thread (offload mode)
+        self._worker: DatabaseThread | None = None  # the connection's own thread
+        self._on_thread = 0  # calls handed to that thread and not answered yet
+        self._checkpointer = None if offload else Checkpointer(self.path)
+        self._commits = 0  # on the loop thread, since the last checkpoint request
+        self._written = 0  # bytes of event data appended since then
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """A write: its own `BEGIN IMMEDIATE` transaction inline, or a share of a group commit."""
+        """A write: its own `BEGIN IMMEDIATE` transaction, or a share of a group commit."""
+        return await self._call(fn, write=True)
+
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(fn, write=False)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, inline: bool = True) -> T:
+        """Run `fn` on the loop thread when that cannot wait, else on the database thread.
+
+        Offloaded (the server): always on the thread. Otherwise (`wpk run`): on the loop thread
+        with `busy_timeout=0`, so a lock held by another process answers SQLITE_BUSY at once and
+        the call is made again on the thread, which waits for the lock (up to 30 s). While any
+        call is on the thread, later ones queue behind it: writes stay in order.
+        """
         try:
-            if not self.offload:
-                return self._write(fn)
-            return await self._thread().run(fn, write=True)
+            if inline and not self.offload and not self._on_thread:
+                try:
+                    out = self._write(fn) if write else fn(self._db)
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise
+                else:
+                    if write:
+                        self._committed()
+                    return out
+            self._on_thread += 1
+            try:
+                return await self._thread().run(fn, write=write)
+            finally:
+                self._on_thread -= 1
         except sqlite3.Error as exc:
             raise describe_error(self.path, exc) from None
 
-    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            if not self.offload:
-                return fn(self._db)
-            return await self._thread().run(fn, write=False)
-        except sqlite3.Error as exc:
-            raise describe_error(self.path, exc) from None
+    def _committed(self) -> None:
+        """A commit on the loop thread: every so often, a checkpoint on the checkpoint thread."""
+        self._commits += 1
+        if self._checkpointer is not None and (
+            self._commits >= CHECKPOINT_EVERY or self._written >= CHECKPOINT_BYTES
+        ):
+            self._commits = self._written = 0
+            self._checkpointer.request()
 
     def _thread(self) -> DatabaseThread:
         if self._worker is None:
-            self._worker = DatabaseThread(self._db)
+            # Not offloaded, the connection's busy_timeout is 0 between the thread's batches
+            # (for the loop thread's calls) and 30 s during them.
+            self._worker = DatabaseThread(self._db, patient_ms=None if self.offload else BUSY_TIMEOUT_MS)
         return self._worker
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -196,28 +277,41 @@ class SQLiteStore:
             self._fences[execution_id] = attempt
 
     def append(self, execution_id: str, event: Event) -> None:
-        self._pending.append((execution_id, event, self._event_row(execution_id, event)))
+        if event.type in _ROW_EVENTS:
+            self._plain = False
+        row = self._event_row(execution_id, event)
+        self._written += len(row[6])
+        self._pending.append((execution_id, event, row))
 
     async def flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, []  # taken on the loop thread, in order
-        fences = {eid: self._fences[eid] for eid, _, _ in batch if eid in self._fences}
-        if not self.offload and not fences and len(batch) <= _ONE_STATEMENT_ROWS and _rows_only(batch):
-            # Events only, no row to change: one multi-row INSERT is its own transaction, without
-            # the BEGIN and COMMIT statements (which cost more than the insert: tests/bench/store.py).
-            rows = [value for _, _, row in batch for value in row]
+        plain, self._plain = self._plain, True
+        fences = (
+            {eid: self._fences[eid] for eid, _, _ in batch if eid in self._fences} if self._fences else None
+        )
+        inline = not self.offload and not self._on_thread
+        if not plain or fences or len(batch) > _ONE_STATEMENT_ROWS:
+            await self._call(lambda db: self._apply_events(db, batch, fences), write=True, inline=inline)
+            return
+        # Events only, no row to change: one multi-row INSERT. On the loop thread it is its own
+        # transaction, without the BEGIN and COMMIT statements (tests/bench/store.py).
+        sql = _INSERT_EVENTS[len(batch)]
+        rows: Sequence[Any] = batch[0][2] if len(batch) == 1 else [v for _, _, row in batch for v in row]
+        if inline:
             try:
-                self._db.execute(_INSERT_EVENTS_HEAD + ", ".join([_EVENT_VALUES] * len(batch)), rows)
+                self._db.execute(sql, rows)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise describe_error(self.path, exc) from None
+                inline = False  # another process writes: wait for it on the database thread
             except sqlite3.Error as exc:
                 raise describe_error(self.path, exc) from None
-            return
-        await self._tx(lambda db: self._apply_events(db, batch, fences))
-
-    def flush_sync(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            self._insert_events(batch)
+            else:
+                self._committed()
+                return
+        await self._call(lambda db: db.execute(sql, rows), write=True, inline=False)
 
     @staticmethod
     def _event_row(execution_id: str, event: Event) -> _EventRow:
@@ -230,9 +324,6 @@ class SQLiteStore:
             event.item,
             _ENCODE(event.data),
         )
-
-    def _insert_events(self, batch: list[tuple[str, Event, _EventRow]]) -> None:
-        self._write(lambda db: self._apply_events(db, batch))
 
     def _apply_events(
         self,
@@ -288,11 +379,16 @@ class SQLiteStore:
         )
 
     async def aclose(self) -> None:
-        await self.flush()
-        if self._worker is not None:
-            await self._worker.close()  # the thread closes the connection it owns
-        else:
-            self._db.close()
+        try:
+            await self.flush()
+        finally:
+            with trio.CancelScope(shield=True):  # a cancelled caller still leaves nothing open
+                if self._checkpointer is not None:
+                    await self._checkpointer.aclose()
+                if self._worker is not None:
+                    await self._worker.close()  # the thread closes the connection it owns
+                else:  # the last connection's close checkpoints and syncs: not on the loop either
+                    await trio.to_thread.run_sync(self._db.close)
 
     # -- executions --------------------------------------------------------------------------
     async def create_execution(self, new: NewExecution) -> None:
