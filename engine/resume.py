@@ -13,10 +13,13 @@ idempotent `rollback:` call), else it fails as "agent lost, outcome unknown"; th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .events import Event, EventType
+from .model import Step
 from .state import ExecutionStatus
 
 LOST_STEP_ERROR = "agent lost, outcome unknown: the agent running this step ended before it finished"
@@ -61,4 +64,26 @@ class ResumePoint:
         return cls(started, finished, finished_error, rollback_started, rollback_finished, closed)
 
 
-__all__ = ["LOST_COMPENSATION_ERROR", "LOST_STEP_ERROR", "REDACTED_INPUT_ERROR", "ResumePoint"]
+def _template_texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif hasattr(value, "source") and isinstance(value.source, str):  # a compiled template
+        yield value.source
+    elif isinstance(value, dict | list | tuple) or hasattr(value, "items"):
+        for v in value.values() if hasattr(value, "values") else value:
+            yield from _template_texts(v)
+
+
+def reads_step(step: Step, other: str) -> bool:
+    """Whether any template of `step` (inputs, `when`, `for_each`, `timeout`, outputs) refers
+    to step `other`. Validation admits only literal references (`steps.<id>` or
+    `steps['<id>']`, never a computed one), so finding the id after `steps` in the text is
+    complete; it may over-match (an id inside a string literal), which only fails a step with
+    a clear reason, never lets a redacted value through."""
+    name = re.escape(other)
+    pattern = re.compile(rf"\bsteps\s*(?:\.\s*{name}\b|\[\s*['\"]{name}['\"])")
+    sources = (step.call.inputs, step.when, step.for_each, step.timeout_template, step.outputs)
+    return any(pattern.search(text) for source in sources for text in _template_texts(source))
+
+
+__all__ = ["LOST_COMPENSATION_ERROR", "LOST_STEP_ERROR", "REDACTED_INPUT_ERROR", "ResumePoint", "reads_step"]

@@ -31,7 +31,7 @@ from .events import Event, EventType
 from .limits import LimitExceeded, Limits
 from .model import DURATION_FORMS, ActionCall, RetryPolicy, Step, StepKind, Workflow
 from .overlay import Knowledge, Unknown, display_inputs, merge_all
-from .resume import LOST_COMPENSATION_ERROR, LOST_STEP_ERROR, REDACTED_INPUT_ERROR, ResumePoint
+from .resume import LOST_COMPENSATION_ERROR, LOST_STEP_ERROR, REDACTED_INPUT_ERROR, ResumePoint, reads_step
 from .schema import action_validator, describe_path, friendly_message, iter_leaf_errors
 from .secrets import MASK, Redactor, mask_secret_objects
 from .state import ExecutionState, ExecutionStatus, StepStatus
@@ -427,22 +427,24 @@ class Runner:
         record = self.state.step(command.step_id)
         status = record.status
         if status is StepStatus.PENDING:
-            step = self.workflow.step(command.step_id)
-            blocked = sorted(set(step.needs) & self.unresolved) if isinstance(command, StartStep) else []
-            if not blocked:
+            self._dispatch(command)  # which refuses a step that reads an unresolved redacted output
+            return
+        step = self.workflow.step(command.step_id)
+        if status is StepStatus.RUNNING and (
+            # a `for_each` step runs again: its items decide one by one (_resumed_items)
+            step.for_each is not None or self._may_run_again(step)
+        ):
+            if not self._reads_unresolved(step):
                 self._dispatch(command)
                 return
-            self.emit(EventType.STEP_STARTED, step.id)
             self.emit(EventType.STEP_FAILED, step.id, error=REDACTED_INPUT_ERROR, reason="agent_lost")
-        elif status is StepStatus.RUNNING and (
-            # a `for_each` step runs again: its items decide one by one (_resumed_items)
-            self.workflow.step(command.step_id).for_each is not None
-            or self._may_run_again(self.workflow.step(command.step_id))
-        ):
-            self._dispatch(command)
-            return
         for follow in self.conductor.on_finished(command.step_id, self.state.step(command.step_id).status):
             self._resume_dispatch(follow)
+
+    def _reads_unresolved(self, step: Step) -> bool:
+        """Whether `step` refers (directly or through an ancestor further up) to a step whose
+        outputs the store keeps redacted and that could not be read again: it would get `***`."""
+        return any(reads_step(step, other) for other in self.unresolved)
 
     async def _reresolve_redacted(self) -> None:
         """Completed steps whose outputs the store keeps redacted (they hold a secret): a
@@ -514,6 +516,11 @@ class Runner:
         assert self._nursery is not None
         if isinstance(command, StartStep):
             step = self.workflow.step(command.step_id)
+            if self.unresolved and self._reads_unresolved(step):  # resumed: it would get `***`
+                self.emit(EventType.STEP_STARTED, step.id)
+                self.emit(EventType.STEP_FAILED, step.id, error=REDACTED_INPUT_ERROR, reason="agent_lost")
+                self._finished(step.id)
+                return
             if not self._launching:
                 try:
                     self.limiter.acquire_on_behalf_of_nowait((step.id, None))

@@ -114,6 +114,52 @@ async def test_a_redacted_output_of_a_writing_step_fails_its_dependent_with_the_
     assert not (tmp_path / "out").exists()
 
 
+THROUGH_A_MIDDLE_STEP = """
+    secrets: [token]
+    params:
+      file: {type: string}
+    steps:
+      - id: produce
+        uses: shell.run
+        with: {command: "echo {{ secrets.token }}"}
+        outputs: {said: "{{ result.stdout | trim }}"}
+      - id: middle
+        needs: [produce]
+        uses: core.noop
+      - id: use
+        needs: [middle]
+        uses: shell.run
+        idempotent: %s
+        with: {command: "echo {{ steps['produce'].outputs.said }} >> {{ params.file }}"}
+        rollback: none
+"""
+
+
+async def test_a_redacted_output_read_through_an_ancestor_further_up_is_refused(tmp_path: Path) -> None:
+    """`use` reads `produce` through `middle` (not a direct `needs`): it fails with the reason,
+    and never runs with `***`; `middle`, which reads nothing of `produce`, still runs."""
+    params, secrets = {"file": str(tmp_path / "out")}, {"token": SECRET}
+    text = THROUGH_A_MIDDLE_STEP % "false"
+    events = await _record(text, params, secrets)
+    (tmp_path / "out").unlink()
+    runner = await _resume(text, _cut(events, EventType.STEP_COMPLETED, "produce"), params, secrets)
+    assert runner.state.step("middle").status == "completed"
+    use = runner.state.step("use")
+    assert use.status == "failed" and use.error == REDACTED_INPUT_ERROR
+    assert not (tmp_path / "out").exists()
+
+
+async def test_an_idempotent_step_left_running_is_not_run_again_with_a_redacted_input(tmp_path: Path) -> None:
+    params, secrets = {"file": str(tmp_path / "out")}, {"token": SECRET}
+    text = THROUGH_A_MIDDLE_STEP % "true"
+    events = await _record(text, params, secrets)
+    (tmp_path / "out").unlink()
+    runner = await _resume(text, _cut(events, EventType.STEP_STARTED, "use"), params, secrets)
+    use = runner.state.step("use")
+    assert use.status == "failed" and use.error == REDACTED_INPUT_ERROR
+    assert not (tmp_path / "out").exists()  # not run again: it would have written ***
+
+
 UNDO = """
     params:
       dir: {type: string}
