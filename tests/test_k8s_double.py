@@ -232,6 +232,7 @@ def test_generation_counts_spec_changes_only(k8s: K8sDouble, apps: Any) -> None:
 
 
 def test_the_three_patch_types(k8s: K8sDouble, apps: Any) -> None:
+    k8s.pause_controller()  # patch semantics alone: no rollout annotation racing the reads
     manifest = deployment()
     manifest["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "envoy:1"})
     apps.create_namespaced_deployment("default", manifest)
