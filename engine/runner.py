@@ -232,10 +232,11 @@ class Runner:
         self, type_: EventType, step: str | None = None, item: int | None = None, /, **data: Any
     ) -> Event:
         self.seq += 1
-        if type_ in _RESULT_EVENTS:
-            data = mask_secret_objects(data)
-        if self.redactor:
-            data = self.redactor.redact(data)
+        if data:  # most events carry little: no walk over an empty payload
+            if type_ in _RESULT_EVENTS:
+                data = mask_secret_objects(data)
+            if self.redactor.values:  # a run with no secret values has nothing to mask
+                data = self.redactor.redact(data)
         event = Event(self.seq, type_, time.time(), step, item, data)
         if self.limit_error is None and not self.budget.count_event():
             self._stop_for_limit(self.budget.events_message())
@@ -517,16 +518,32 @@ class Runner:
         return scope
 
     async def run_step(self, step: Step) -> None:
-        """Run one step (all items, all attempts); record everything as events."""
-        self.emit(EventType.STEP_STARTED, step.id)
+        """Run one step (all items, all attempts); record everything as events.
+
+        A plain main step (no condition, templated timeout or items, not a dry-run) begins its
+        first attempt at once, on the slot it was started with: `step_started` says so
+        (`attempt: 1`) and no `attempt_started` follows, one event fewer per step. Retries, items
+        and every other step record each attempt with `attempt_started`."""
+        if (
+            step.when is None
+            and step.for_each is None
+            and step.timeout_template is None
+            and self.knowledge is None
+            and (step.id, None) in self._held
+        ):
+            self.emit(EventType.STEP_STARTED, step.id, attempt=1)
+            announced = True
+        else:
+            self.emit(EventType.STEP_STARTED, step.id)
+            announced = False
         try:
-            await self._run_step_body(step)
+            await self._run_step_body(step, announced)
         except BaseException as exc:
             if is_cancellation(exc):
                 self.emit(EventType.STEP_CANCELLED, step.id, error="cancelled")
             raise
 
-    async def _run_step_body(self, step: Step) -> None:
+    async def _run_step_body(self, step: Step, announced: bool = False) -> None:
         base = self.scope()
         if step.timeout_template is not None:
             resolved = self._resolve_timeout(step, base)
@@ -551,7 +568,7 @@ class Runner:
                     self.emit(EventType.STEP_SKIPPED, step.id, reason=f"condition is false: {step.when}")
                     return
         if step.for_each is None:
-            outcome = await self.call_step(step, base, None)
+            outcome = await self.call_step(step, base, None, announced=announced)
             self._record(step, outcome)
             return
         await self._run_items(step, base)
@@ -828,10 +845,14 @@ class Runner:
     def _fail(self, step: Step, error: str, reason: str) -> None:
         self.emit(EventType.STEP_FAILED, step.id, error=error, reason=reason)
 
-    async def call_step(self, step: Step, scope: Mapping[str, Any], index: int | None) -> AttemptResult:
-        """One call of the step's action with its retry policy; in a dry-run, through `_dry_call`."""
+    async def call_step(
+        self, step: Step, scope: Mapping[str, Any], index: int | None, *, announced: bool = False
+    ) -> AttemptResult:
+        """One call of the step's action with its retry policy; in a dry-run, through `_dry_call`.
+
+        `announced`: the step's `step_started` event recorded its first attempt already."""
         if self.knowledge is None:
-            return await self.attempts(step, step.call, scope, item_index=index)
+            return await self.attempts(step, step.call, scope, item_index=index, announced=announced)
         return await self._dry_call(step, self.knowledge, scope, index)
 
     def _not_run(self, step: Step, call: ActionCall, unknown: Unknown, what: str) -> AttemptResult:
@@ -974,6 +995,7 @@ class Runner:
         policy: RetryPolicy | None = None,
         timeout: float | None = None,
         compensating: bool = False,
+        announced: bool = False,
     ) -> AttemptResult:
         """Every attempt of one call: render, check, run under the timeout, retry with backoff.
 
@@ -987,7 +1009,7 @@ class Runner:
         for attempt in range(1, policy.attempts + 1):
             borrower = await self._take_slot(step, item_index, attempt == 1 and not compensating)
             try:
-                if not compensating:
+                if not compensating and not (announced and attempt == 1):
                     self.emit(EventType.ATTEMPT_STARTED, step.id, item_index, attempt=attempt)
                 return await self._attempt(
                     step,
