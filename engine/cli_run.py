@@ -257,7 +257,8 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        text = f"{now - self.started:7.2f}s {one_line(text)}\n"
+        # `isprintable()` is False for every character `one_line` escapes: most lines skip it.
+        text = f"{now - self.started:7.2f}s {text if text.isprintable() else one_line(text)}\n"
         if self.tty:
             self.out.write(text)
             self.out.flush()

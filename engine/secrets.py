@@ -67,7 +67,7 @@ def _holds_secret_object(value: Any) -> bool:
         children = value
     else:
         return False
-    for child in children:
+    for child in children:  # noqa: SIM110 - a loop: no generator on the hot path
         if child and isinstance(child, _CONTAINERS) and _holds_secret_object(child):
             return True
     return False
