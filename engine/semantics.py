@@ -13,6 +13,7 @@ the wrong shape rather than raising, so one run reports every problem it can see
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,7 +226,9 @@ class Checker:
                 ok = False
                 continue
             try:
-                probe = _catastrophe_probe(pattern)
+                probe = _PROBES.get(pattern, _UNSEEN)
+                if probe is _UNSEEN:
+                    probe = _PROBES.put(pattern, _catastrophe_probe(pattern))
             except PatternBudgetExceeded:
                 self.error(sub_path, "param-pattern-budget", f"parameter {name!r}: {regex_budget_message()}")
                 return False
@@ -240,8 +243,7 @@ class Checker:
         return ok
 
     def check_param_value(self, schema: Mapping[str, Any], value: Any, path: PathT, name: str) -> None:
-        validator = make_validator(schema)
-        for err in iter_leaf_errors(validator, value):
+        for err in iter_leaf_errors(_param_validator(schema), value):
             where = f"default of parameter {name!r}" + (
                 describe_path(list(err.absolute_path)).join(" ()") if err.absolute_path else ""
             )
@@ -500,9 +502,8 @@ class Checker:
         with_path = site.path + ("with",)
         templated: dict[tuple[str | int, ...], _TemplatedField] = {}
         probe = self.probe_value(inputs, (), templated)
-        validator = action_validator(uses)
         where_base = f"{uses} input"
-        for err in iter_leaf_errors(validator, probe):
+        for err in _input_errors(uses, probe):
             rel = tuple(err.absolute_path)
             if uses == "shell.run" and rel[:1] == ("env",) and err.validator == "not":
                 continue  # reported below with the reason (forbidden_env_key)
@@ -589,6 +590,60 @@ class Checker:
             f"step {site.step_id!r} uses {uses}, which has no automatic inverse: if a later step "
             "fails, rollback cannot undo it; add a `rollback:` body, or `rollback: none` to say so",
         )
+
+
+# -- caches across documents ---------------------------------------------------------------------
+# One process validates many packages (`wpk validate DIR`, the sidecar): they share actions,
+# parameter schemas and patterns. What is a pure function of its key is kept, bounded: the
+# schema errors of an action's (probed) inputs, an author's compiled parameter schema, the
+# backtracking probe of a pattern. Keys are JSON text, so `1`, `1.0` and `true` stay apart.
+_MEMO_LIMIT = 4096
+_UNSEEN: Any = object()
+
+
+class _Memo(dict[str, Any]):
+    """A bounded cache: cleared when full, so a server validating all day stays small."""
+
+    def put(self, key: str, value: Any) -> Any:
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_INPUT_ERRORS = _Memo()
+_PARAM_VALIDATORS = _Memo()
+_PROBES = _Memo()
+
+
+def _json_key(value: Any) -> str | None:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _input_errors(uses: str, probe: Any) -> list[Any]:
+    """The schema's leaf errors for an action's probed inputs (ours: no pattern budget applies)."""
+    key = _json_key(probe)
+    found = None if key is None else _INPUT_ERRORS.get(f"{uses}\0{key}")
+    if found is None:
+        found = list(iter_leaf_errors(action_validator(uses), probe))
+        if key is not None:
+            _INPUT_ERRORS.put(f"{uses}\0{key}", found)
+    return found
+
+
+def _param_validator(schema: Mapping[str, Any]) -> Any:
+    """An author's parameter schema, compiled once per process (its patterns stay time-bounded:
+    the budget is read when a pattern runs, not when the validator is made)."""
+    key = _json_key(schema)
+    validator = None if key is None else _PARAM_VALIDATORS.get(key)
+    if validator is None:
+        validator = make_validator(schema)
+        if key is not None:
+            _PARAM_VALIDATORS.put(key, validator)
+    return validator
 
 
 # -- helpers -----------------------------------------------------------------------------------
