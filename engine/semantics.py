@@ -243,6 +243,8 @@ class Checker:
         return ok
 
     def check_param_value(self, schema: Mapping[str, Any], value: Any, path: PathT, name: str) -> None:
+        if _plainly_valid(schema, value):
+            return  # no jsonschema (nor its 90 ms import) for the common parameter
         for err in iter_leaf_errors(_param_validator(schema), value):
             where = f"default of parameter {name!r}" + (
                 describe_path(list(err.absolute_path)).join(" ()") if err.absolute_path else ""
@@ -389,10 +391,9 @@ class Checker:
         in_outputs = relative[:1] == ("outputs",)
         in_item_scope = site.has_items and relative[:1] not in (("when",), ("for_each",), ("timeout",))
         for ref in template.references:
-            col = self.template_col(path, ref.offset)
             problem = self.check_reference(site, ref.root, ref.path, in_outputs, in_item_scope)
-            if problem:
-                self.error(path, "reference", problem, col_offset=col)
+            if problem:  # the column only for a problem: finding it walks the position tree
+                self.error(path, "reference", problem, col_offset=self.template_col(path, ref.offset))
         for name, offset in template.filters:
             if name == "shell_unquoted":
                 self.warn(
@@ -614,6 +615,58 @@ class _Memo(dict[str, Any]):
 _INPUT_ERRORS = _Memo()
 _PARAM_VALIDATORS = _Memo()
 _PROBES = _Memo()
+
+
+_PLAIN_KEYS = frozenset({"type", "description", "title", "default", "examples", "minLength",
+                         "maxLength", "pattern", "minimum", "maximum", "items", "minItems",
+                         "maxItems", "uniqueItems"})  # fmt: skip
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "array": (list,),
+}  # fmt: skip
+
+
+def _plainly_valid(schema: Mapping[str, Any], value: Any) -> bool:
+    """True only when `value` certainly satisfies a plain parameter schema (a single `type`,
+    lengths, bounds, a `pattern`, items): what most parameters declare. Anything else, and any
+    doubt (a pattern that fails, times out or runs out of budget), is False: jsonschema decides
+    and says what is wrong. tests/test_param_fast_check.py checks it against jsonschema."""
+    if not _PLAIN_KEYS.issuperset(schema):
+        return False
+    kind = schema.get("type")
+    kinds = _PLAIN_TYPES.get(kind) if isinstance(kind, str) else None
+    if kinds is None or type(value) not in kinds:  # bool is never an integer or a number here
+        return False
+    if isinstance(value, str):
+        low, high = schema.get("minLength", 0), schema.get("maxLength", len(value))
+        if type(low) is not int or type(high) is not int or not low <= len(value) <= high:
+            return False
+        pattern = schema.get("pattern")
+        if pattern is not None:
+            try:
+                return isinstance(pattern, str) and pattern_search(pattern, value)
+            except Exception:  # invalid, too slow, over budget: jsonschema reports it
+                return False
+    elif isinstance(value, list):
+        items = schema.get("items")
+        low, high = schema.get("minItems", 0), schema.get("maxItems", len(value))
+        if type(low) is not int or type(high) is not int or not low <= len(value) <= high:
+            return False
+        if items is not None and not (
+            isinstance(items, Mapping) and all(_plainly_valid(items, v) for v in value)
+        ):
+            return False
+        unique = schema.get("uniqueItems", False)
+        if unique is True:  # decided here for text only (JSON Schema has 1 == 1.0)
+            if not all(type(v) is str for v in value) or len(set(value)) != len(value):
+                return False
+        elif unique is not False:
+            return False
+    elif type(value) is not bool:
+        for bound, holds in (("minimum", lambda b: value >= b), ("maximum", lambda b: value <= b)):
+            limit = schema.get(bound)
+            if limit is not None and (type(limit) not in (int, float) or not holds(limit)):
+                return False
+    return True
 
 
 def _json_key(value: Any) -> str | None:
