@@ -530,9 +530,11 @@ class _Composer:
                     )
 
     def scalar(self, event: ev.ScalarEvent) -> None:
-        forced_string = event.tag == _STR_TAG and event.anchor is None
-        if (event.anchor is not None or event.tag is not None) and not forced_string:
-            self.refuse_decoration(event)
+        forced_string = False
+        if event.tag is not None or event.anchor is not None:
+            forced_string = event.tag == _STR_TAG and event.anchor is None
+            if not forced_string:
+                self.refuse_decoration(event)
         mark = event.start_mark
         assert mark is not None
         line, col = mark.line + 1, mark.column + 1
@@ -557,8 +559,13 @@ class _Composer:
             frame.children.append(NodePos(line, col, style))
         elif frame.key is None:
             self.take_key(frame, value, event, line, col)
-        else:
-            self.add_entry(frame, value, NodePos(line, col, style))
+        else:  # `add_entry`, inline: a runbook's most common event is a mapping's scalar value
+            key = frame.key
+            frame.value[key] = value
+            node = NodePos(line, col, style)
+            node.key_line, node.key_col = frame.key_line, frame.key_col
+            frame.children[key] = node
+            frame.key = None
 
     def start(self, event: ev.CollectionStartEvent, is_map: bool) -> None:
         if event.anchor is not None or event.tag is not None:

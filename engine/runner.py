@@ -42,6 +42,7 @@ _RESULT_EVENTS = frozenset(
 )
 SHELL_QUOTED_FIELDS: Mapping[str, tuple[str, ...]] = {"shell.run": ("command",)}
 FINALLY_TIMEOUT = 600.0
+_NO_LIMIT = nullcontext()  # reusable: an attempt without a timeout makes no context object
 
 
 class StepFailure(Exception):
@@ -806,6 +807,15 @@ class Runner:
         entry = self.step_scope[step.id]
         if outcome.status is StepStatus.COMPLETED:
             entry.update(outputs=outcome.outputs, result=outcome.result)
+            dry: dict[str, Any] = {}
+            if self.dry_run:  # a read that ran: its inputs, and what of it is unknown
+                dry = {
+                    "inputs": outcome.inputs,
+                    "plan": _plan_dict(None, outcome.inputs, outcome.unknown_info)
+                    | _unknown_entry(outcome.unknown, outcome.outcome_unknown)
+                    | self._condition_entry(step)
+                    | ({"outputs_now": outcome.outputs_now} if outcome.outputs_now else {}),
+                }
             self.emit(
                 EventType.STEP_COMPLETED,
                 step.id,
@@ -813,13 +823,7 @@ class Runner:
                 result=outcome.result,
                 undo=outcome.undo,
                 read_only=outcome.read_only,
-                **self._dry_inputs(outcome.inputs),
-                **self._dry_plan(
-                    _plan_dict(None, outcome.inputs, outcome.unknown_info)
-                    | _unknown_entry(outcome.unknown, outcome.outcome_unknown)
-                    | self._condition_entry(step)
-                    | ({"outputs_now": outcome.outputs_now} if outcome.outputs_now else {})
-                ),
+                **dry,
             )
         elif outcome.status is StepStatus.SIMULATED:
             entry.update(outputs=outcome.outputs, result=outcome.result)
@@ -1083,7 +1087,7 @@ class Runner:
             await self.store.flush()
         try:
             adapter = self.adapters.get(call.adapter)
-            with trio.fail_after(timeout) if timeout else nullcontext():
+            with trio.fail_after(timeout) if timeout else _NO_LIMIT:
                 if simulate:
                     plan = await adapter.plan(call.action, inputs, ctx)
                 else:

@@ -30,6 +30,7 @@ from .schema import (
     PatternBudgetExceeded,
     PatternError,
     PatternTimeout,
+    TrustedSchema,
     action_validator,
     check_param_schema,
     compile_pattern,
@@ -677,11 +678,16 @@ def _json_key(value: Any) -> str | None:
 
 
 def _input_errors(uses: str, probe: Any) -> list[Any]:
-    """The schema's leaf errors for an action's probed inputs (ours: no pattern budget applies)."""
+    """The schema's leaf errors for an action's probed inputs. Kept for built-in actions only:
+    their schemas are ours (no time-bounded pattern, so the answer is a function of the input);
+    an installed adapter's patterns run under each document's own budget."""
+    validator = action_validator(uses)
+    if not isinstance(validator, TrustedSchema):
+        return list(iter_leaf_errors(validator, probe))
     key = _json_key(probe)
     found = None if key is None else _INPUT_ERRORS.get(f"{uses}\0{key}")
     if found is None:
-        found = list(iter_leaf_errors(action_validator(uses), probe))
+        found = list(iter_leaf_errors(validator, probe))
         if key is not None:
             _INPUT_ERRORS.put(f"{uses}\0{key}", found)
     return found
