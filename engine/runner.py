@@ -42,6 +42,8 @@ _RESULT_EVENTS = frozenset(
 )
 SHELL_QUOTED_FIELDS: Mapping[str, tuple[str, ...]] = {"shell.run": ("command",)}
 FINALLY_TIMEOUT = 600.0
+_LOG = EventType.LOG
+_NO_SCOPE: Mapping[str, Any] = {}  # what a step without templates is given as its scope (never read)
 _NO_LIMIT = nullcontext()  # reusable: an attempt without a timeout makes no context object
 
 
@@ -241,12 +243,14 @@ class Runner:
         event = Event(self.seq, type_, time.time(), step, item, data)
         if self.limit_error is None and not self.budget.count_event():
             self._stop_for_limit(self.budget.events_message())
-        self.state.apply(event)
-        if step is not None and item is None and type_ is not EventType.LOG:
-            self.step_scope[step]["status"] = str(self.state.steps[step].status)
+        state = self.state
+        state.apply(event)
+        if step is not None and item is None and type_ is not _LOG:
+            self.step_scope[step]["status"] = str(state.steps[step].status)
         self.store.append(self.execution_id, event)
-        if self.options.on_event is not None:
-            self.options.on_event(event)
+        on_event = self.options.on_event
+        if on_event is not None:
+            on_event(event)
         return event
 
     def log_sink(self, step_id: str, item: int | None) -> Callable[[str, str], None]:
@@ -545,7 +549,10 @@ class Runner:
             raise
 
     async def _run_step_body(self, step: Step, announced: bool = False) -> None:
-        base = self.scope()
+        # Only templates (and a dry-run's bookkeeping) read the scope: a plain step builds none.
+        plain = not (step.call.templated or step.outputs or step.when is not None or step.for_each is not None
+                     or step.timeout_template is not None or self.knowledge is not None)  # fmt: skip
+        base = _NO_SCOPE if plain else self.scope()
         if step.timeout_template is not None:
             resolved = self._resolve_timeout(step, base)
             if resolved is None:
