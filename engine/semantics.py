@@ -663,10 +663,12 @@ def _plainly_valid(schema: Mapping[str, Any], value: Any) -> bool:
         elif unique is not False:
             return False
     elif type(value) is not bool:
-        for bound, holds in (("minimum", lambda b: value >= b), ("maximum", lambda b: value <= b)):
-            limit = schema.get(bound)
-            if limit is not None and (type(limit) not in (int, float) or not holds(limit)):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        for limit in (low, high):
+            if limit is not None and type(limit) not in (int, float):
                 return False
+        if (low is not None and value < low) or (high is not None and value > high):
+            return False
     return True
 
 

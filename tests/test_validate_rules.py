@@ -419,5 +419,5 @@ def test_documents_validated_in_one_process_each_get_their_own_diagnostics() -> 
     assert_found(first, ["8:55 ~ does not match", "12:54 ~ unknown field 'bogus'"])
     shifted = run("  # a comment moves everything one line down\n" + body)
     assert_found(shifted, ["9:55 ~ does not match", "13:54 ~ unknown field 'bogus'"])
-    fixed = run(body.replace(', bogus: 1', "").replace('"Prod"', '"prod"'))
+    fixed = run(body.replace(", bogus: 1", "").replace('"Prod"', '"prod"'))
     assert not [f for f in fixed if ": error: " in f], fixed
