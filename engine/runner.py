@@ -1119,7 +1119,7 @@ class Runner:
             )
         self.applied_inputs[(step.id, item_index)] = inputs
         self.outcomes[(step.id, item_index)] = outcome
-        outputs = self._outputs(step, outcome.result, scope, simulated=False)
+        outputs = self._outputs(step, outcome.result, scope, simulated=False) if step.outputs else {}
         self._check_output(outcome.result, outputs)
         return AttemptResult(
             StepStatus.COMPLETED,
