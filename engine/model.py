@@ -181,6 +181,9 @@ class Workflow:
         return self.by_id[step_id]
 
 
+_ROLLBACK_MODES: dict[Any, RollbackMode] = {mode.value: mode for mode in RollbackMode}
+
+
 def _retry_policy(raw: Any, base: RetryPolicy) -> RetryPolicy:
     if not isinstance(raw, Mapping):
         return base
@@ -245,7 +248,7 @@ def _compile_step(
         )
         _precompile(body.inputs)
     else:
-        mode = RollbackMode(rollback)
+        mode = _ROLLBACK_MODES.get(rollback) or RollbackMode(rollback)  # a dict: no enum call a step
     timeout = raw.get("timeout", default_timeout)
     inputs = dict(raw.get("with", {}))
     step = Step(

@@ -686,7 +686,7 @@ def _input_errors(uses: str, probe: Any) -> list[Any]:
     validator = action_validator(uses)
     if not isinstance(validator, TrustedSchema):
         return list(iter_leaf_errors(validator, probe))
-    key = _json_key(probe)
+    key = "{}" if not probe and type(probe) is dict else _json_key(probe)  # no `with`: no encoding
     found = None if key is None else _INPUT_ERRORS.get(f"{uses}\0{key}")
     if found is None:
         found = list(iter_leaf_errors(validator, probe))
