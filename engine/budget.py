@@ -15,6 +15,17 @@ LOG_RESERVE = 1000
 """Events kept for steps, attempts and items once log lines have used up the rest."""
 
 
+_EMPTY_SIZES: dict[type, int] = {dict: 2, list: 2, type(None): 5}
+
+
+def _size(value: Any, limit: int) -> int:
+    """`json_size`, without its walk for the common empty result (`{}`) or no outputs."""
+    known = _EMPTY_SIZES.get(type(value))
+    if known is not None and not value:
+        return known
+    return json_size(value, limit)
+
+
 class ExecutionBudget:
     """Counters for one execution, checked against its limits."""
 
@@ -72,9 +83,9 @@ class ExecutionBudget:
     def check_output(self, result: Any, outputs: Any) -> None:
         """Refuse a step (or item) whose result and outputs are too large, alone or in total."""
         step_limit = self.limits.step_output_bytes
-        size = json_size(result, step_limit)
+        size = _size(result, step_limit)
         if size <= step_limit:
-            size += json_size(outputs, step_limit - size)
+            size += _size(outputs, step_limit - size)
         if size > step_limit:
             raise LimitExceeded(
                 limit_message("step result and outputs too large", "step_output_bytes", step_limit)

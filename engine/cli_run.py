@@ -249,6 +249,7 @@ class Progress:
         # of them before the summary or when the run ends.
         self._pending: list[str] = []
         self._pending_since = 0.0
+        self._stamp_at, self._stamp = -1, ""
 
     FLUSH_SECONDS = 0.5
     FLUSH_LINES = 512
@@ -257,7 +258,13 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        text = f"{now - self.started:7.2f}s {one_line(text)}\n"
+        # The stamp is the elapsed time in hundredths, formatted once per hundredth (formatting
+        # a float cost more than the rest of a line); `isprintable()` is False for every
+        # character `one_line` escapes, so most lines skip it.
+        hundredths = int((now - self.started) * 100 + 0.5)
+        if hundredths != self._stamp_at:
+            self._stamp_at, self._stamp = hundredths, f"{hundredths / 100:7.2f}s "
+        text = f"{self._stamp}{text if text.isprintable() else one_line(text)}\n"
         if self.tty:
             self.out.write(text)
             self.out.flush()
@@ -279,19 +286,21 @@ class Progress:
             return
         E = self._types
         t, d, step = event.type, event.data, event.step
+        if t is E.STEP_STARTED:  # the two lines every step prints come first
+            self.line(f"> {step} started")
+            return
+        if t is E.STEP_COMPLETED:
+            self.line(f"+ {step} completed")
+            return
         item = f"[{event.item}]" if event.item is not None else ""
         if t is E.EXECUTION_CREATED:
             mode = "dry-run" if d.get("dry_run") else "run"
             self.line(f"{mode} {d['workflow_id']} (execution {d['execution_id']})")
-        elif t is E.STEP_STARTED:
-            self.line(f"> {step} started")
         elif t is E.ATTEMPT_FAILED:
             retry = f", retrying in {d['retry_in']:.2f}s" if "retry_in" in d else ""
             self.line(f"! {step}{item} attempt {d.get('attempt')} failed: {d.get('error')}{retry}")
         elif t is E.LOG:
             self.line(f"  {step}{item} {d.get('stream')}: {d.get('line')}")
-        elif t is E.STEP_COMPLETED:
-            self.line(f"+ {step} completed")
         elif t is E.STEP_PLANNED:
             self.line(f"~ {step}{item} simulated: {(d.get('plan') or {}).get('summary', '')}")
         elif t is E.STEP_SKIPPED:

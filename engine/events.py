@@ -15,6 +15,9 @@ from typing import Any
 class EventType(enum.StrEnum):
     EXECUTION_CREATED = "execution_created"
     EXECUTION_STARTED = "execution_started"
+    # A plain main step's first attempt begins with it: its STEP_STARTED carries `attempt: 1`
+    # and no ATTEMPT_STARTED follows (one event fewer per step). Retries, `for_each` items and
+    # steps that begin with a condition or a wait record every attempt as ATTEMPT_STARTED.
     STEP_STARTED = "step_started"
     STEP_SKIPPED = "step_skipped"
     ATTEMPT_STARTED = "attempt_started"

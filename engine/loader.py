@@ -10,7 +10,7 @@ ourselves with an explicit stack, in one pass:
 
 1. size: refused before anything is decoded (and, in `load_file`, before anything is read);
 2. encoding: strict UTF-8 (a leading BOM is skipped), no control characters;
-3. every event passes the depth gate (`_bounded_events`) *before* the composer sees it, so a
+3. every event passes the depth gate (in `_Composer.consume`) *before* it is composed, so a
    100,000-deep `[[[[` is refused at the 65th bracket after a few dozen events; a file whose flow
    brackets nest that deep (`_flow_depth_crossing`) is parsed only up to that bracket, because
    libyaml reads brackets ahead of its events and newer releases refuse deep nesting themselves;
@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -349,8 +349,7 @@ def _position(text: str, index: int) -> tuple[int, int]:
 
 
 class _EventSource(Protocol):
-    def check_event(self, *choices: Any) -> bool: ...
-    def get_event(self) -> Any: ...
+    def get_event(self) -> Any: ...  # the next event; None after the last
     def dispose(self) -> None: ...
 
 
@@ -443,31 +442,6 @@ def _quoted_end(text: str, start: int, limit: int) -> int | None:
     return None
 
 
-def _bounded_events(text: str, max_depth: int, path: str) -> Generator[Any, None, None]:
-    """Yield parser events, refusing the first collection that opens deeper than `max_depth`.
-
-    Both parsers emit events iteratively and the composer below never recurses, but the gate
-    sits here, in front of the composer, so the depth limit holds whatever consumes the events,
-    and a hostile file costs at most `max_depth` events of work before it is refused.
-    """
-    parser = _make_parser(text)
-    depth = 0
-    try:
-        while parser.check_event():
-            event = parser.get_event()
-            kind = type(event)
-            if kind is _SEQ_START or kind is _MAP_START:
-                depth += 1
-                if depth > max_depth:
-                    line, col = _event_mark(event)
-                    raise _fail(path, line, col, "yaml-too-deep", f"nesting deeper than {max_depth} levels")
-            elif kind is _SEQ_END or kind is _MAP_END:
-                depth -= 1
-            yield event
-    finally:
-        parser.dispose()
-
-
 # Both parsers build exactly these classes; comparing types is the composer's hot path.
 _SCALAR, _ALIAS = ev.ScalarEvent, ev.AliasEvent
 _SEQ_START, _SEQ_END = ev.SequenceStartEvent, ev.SequenceEndEvent
@@ -511,27 +485,38 @@ class _Composer:
         self.root_empty = False
 
     def compose(self, text: str) -> SourceDoc:
-        events = _bounded_events(text, self.max_depth, self.path)
+        parser = _make_parser(text)
         try:
-            self.consume(events)
+            self.consume(parser)
         finally:
-            events.close()  # disposes of the parser now, not at garbage collection
+            parser.dispose()  # now, not at garbage collection
         if self.root_node is None:
             raise _fail(self.path, 1, 1, "yaml-empty", "file is empty (it holds no YAML document)")
         if self.root_empty:
             raise _fail(self.path, 1, 1, "yaml-empty", "file holds an empty YAML document")
         return SourceDoc(path=self.path, data=self.root, positions=self.root_node)
 
-    def consume(self, events: Iterator[Any]) -> None:
+    def consume(self, parser: _EventSource) -> None:
+        """Compose every event, each after the depth gate: the first collection that opens deeper
+        than `max_depth` is refused before it is composed, so a hostile file costs at most
+        `max_depth` events of work. Both parsers emit events iteratively (`get_event` gives None
+        after the last) and nothing here recurses. One loop, no generator between the parser and
+        the composer: this is the loader's hot path (a 10,000-step runbook is 100,000 events)."""
         stack = self.stack
+        max_depth = self.max_depth
         documents = 0
-        for event in events:
+        get_event = parser.get_event
+        while (event := get_event()) is not None:
             kind = type(event)
             if kind is _SCALAR:
                 self.scalar(event)
             elif kind is _SEQ_END or kind is _MAP_END:
                 stack.pop()
             elif kind is _SEQ_START or kind is _MAP_START:
+                if len(stack) >= max_depth:  # the gate: this one would open at depth max_depth + 1
+                    line, col = _event_mark(event)
+                    message = f"nesting deeper than {max_depth} levels"
+                    raise _fail(self.path, line, col, "yaml-too-deep", message)
                 self.start(event, kind is _MAP_START)
             elif kind is _ALIAS:
                 raise self.fail(event, "yaml-alias", "YAML anchors and aliases are not allowed in a runbook")
@@ -545,9 +530,11 @@ class _Composer:
                     )
 
     def scalar(self, event: ev.ScalarEvent) -> None:
-        forced_string = event.tag == _STR_TAG and event.anchor is None
-        if (event.anchor is not None or event.tag is not None) and not forced_string:
-            self.refuse_decoration(event)
+        forced_string = False
+        if event.tag is not None or event.anchor is not None:
+            forced_string = event.tag == _STR_TAG and event.anchor is None
+            if not forced_string:
+                self.refuse_decoration(event)
         mark = event.start_mark
         assert mark is not None
         line, col = mark.line + 1, mark.column + 1
@@ -572,8 +559,13 @@ class _Composer:
             frame.children.append(NodePos(line, col, style))
         elif frame.key is None:
             self.take_key(frame, value, event, line, col)
-        else:
-            self.add_entry(frame, value, NodePos(line, col, style))
+        else:  # `add_entry`, inline: a runbook's most common event is a mapping's scalar value
+            key = frame.key
+            frame.value[key] = value
+            node = NodePos(line, col, style)
+            node.key_line, node.key_col = frame.key_line, frame.key_col
+            frame.children[key] = node
+            frame.key = None
 
     def start(self, event: ev.CollectionStartEvent, is_map: bool) -> None:
         if event.anchor is not None or event.tag is not None:

@@ -181,6 +181,9 @@ class Workflow:
         return self.by_id[step_id]
 
 
+_ROLLBACK_MODES: dict[Any, RollbackMode] = {mode.value: mode for mode in RollbackMode}
+
+
 def _retry_policy(raw: Any, base: RetryPolicy) -> RetryPolicy:
     if not isinstance(raw, Mapping):
         return base
@@ -202,19 +205,23 @@ def _has_template(value: Any) -> bool:
     return False
 
 
-def _precompile(value: Any) -> None:
-    """Parse every template once now, so a run never meets a syntax error."""
+def _precompile(value: Any) -> bool:
+    """Parse every template once now, so a run never meets a syntax error; whether there was one."""
     if isinstance(value, str):
         if is_template(value):
             from .expressions import compile_template  # only runbooks with templates pay for Jinja2
 
             compile_template(value)
-    elif isinstance(value, Mapping):
+            return True
+        return False
+    found = False
+    if isinstance(value, Mapping):
         for item in value.values():
-            _precompile(item)
+            found = _precompile(item) or found
     elif isinstance(value, list):
         for item in value:
-            _precompile(item)
+            found = _precompile(item) or found
+    return found
 
 
 def _compile_step(
@@ -241,16 +248,13 @@ def _compile_step(
         )
         _precompile(body.inputs)
     else:
-        mode = RollbackMode(rollback)
+        mode = _ROLLBACK_MODES.get(rollback) or RollbackMode(rollback)  # a dict: no enum call a step
     timeout = raw.get("timeout", default_timeout)
+    inputs = dict(raw.get("with", {}))
     step = Step(
         id=str(raw["id"]),
         kind=kind,
-        call=ActionCall(
-            uses=str(raw["uses"]),
-            inputs=dict(raw.get("with", {})),
-            templated=_has_template(raw.get("with", {})),
-        ),
+        call=ActionCall(uses=str(raw["uses"]), inputs=inputs, templated=bool(inputs) and _precompile(inputs)),
         needs=tuple(raw.get("needs", ())),
         when=raw.get("when"),
         for_each=raw.get("for_each"),
@@ -269,8 +273,9 @@ def _compile_step(
         line=line,
         where={} if where is None else where,
     )
-    for value in (step.call.inputs, step.when, step.for_each, step.outputs, step.timeout_template):
-        _precompile(value)
+    for value in (step.when, step.for_each, step.outputs, step.timeout_template):
+        if value:
+            _precompile(value)
     return step
 
 

@@ -42,6 +42,9 @@ _RESULT_EVENTS = frozenset(
 )
 SHELL_QUOTED_FIELDS: Mapping[str, tuple[str, ...]] = {"shell.run": ("command",)}
 FINALLY_TIMEOUT = 600.0
+_LOG = EventType.LOG
+_NO_SCOPE: Mapping[str, Any] = {}  # what a step without templates is given as its scope (never read)
+_NO_LIMIT = nullcontext()  # reusable: an attempt without a timeout makes no context object
 
 
 class StepFailure(Exception):
@@ -246,21 +249,24 @@ class Runner:
         self, type_: EventType, step: str | None = None, item: int | None = None, /, **data: Any
     ) -> Event:
         self.seq += 1
-        if type_ in _RESULT_EVENTS:
-            data = mask_secret_objects(data)
-        if self.redactor:
-            data = self.redactor.redact(data)
+        if data:  # most events carry little: no walk over an empty payload
+            if type_ in _RESULT_EVENTS:
+                data = mask_secret_objects(data)
+            if self.redactor.values:  # a run with no secret values has nothing to mask
+                data = self.redactor.redact(data)
         event = Event(self.seq, type_, time.time(), step, item, data)
         if self.abandoned:  # handed over: the agent that takes the execution over records the rest
             return event
         if self.limit_error is None and not self.budget.count_event():
             self._stop_for_limit(self.budget.events_message())
-        self.state.apply(event)
-        if step is not None and item is None and type_ is not EventType.LOG:
-            self.step_scope[step]["status"] = str(self.state.steps[step].status)
+        state = self.state
+        state.apply(event)
+        if step is not None and item is None and type_ is not _LOG:
+            self.step_scope[step]["status"] = str(state.steps[step].status)
         self.store.append(self.execution_id, event)
-        if self.options.on_event is not None:
-            self.options.on_event(event)
+        on_event = self.options.on_event
+        if on_event is not None:
+            on_event(event)
         return event
 
     def log_sink(self, step_id: str, item: int | None) -> Callable[[str, str], None]:
@@ -601,17 +607,36 @@ class Runner:
         return scope
 
     async def run_step(self, step: Step) -> None:
-        """Run one step (all items, all attempts); record everything as events."""
-        self.emit(EventType.STEP_STARTED, step.id)
+        """Run one step (all items, all attempts); record everything as events.
+
+        A plain main step (no condition, templated timeout or items, not a dry-run) begins its
+        first attempt at once, on the slot it was started with: `step_started` says so
+        (`attempt: 1`) and no `attempt_started` follows, one event fewer per step. Retries, items
+        and every other step record each attempt with `attempt_started`."""
+        if (
+            step.when is None
+            and step.for_each is None
+            and step.timeout_template is None
+            and self.knowledge is None
+            and (step.id, None) in self._held
+        ):
+            self.emit(EventType.STEP_STARTED, step.id, attempt=1)
+            announced = True
+        else:
+            self.emit(EventType.STEP_STARTED, step.id)
+            announced = False
         try:
-            await self._run_step_body(step)
+            await self._run_step_body(step, announced)
         except BaseException as exc:
             if is_cancellation(exc):
                 self.emit(EventType.STEP_CANCELLED, step.id, error="cancelled")
             raise
 
-    async def _run_step_body(self, step: Step) -> None:
-        base = self.scope()
+    async def _run_step_body(self, step: Step, announced: bool = False) -> None:
+        # Only templates (and a dry-run's bookkeeping) read the scope: a plain step builds none.
+        plain = not (step.call.templated or step.outputs or step.when is not None or step.for_each is not None
+                     or step.timeout_template is not None or self.knowledge is not None)  # fmt: skip
+        base = _NO_SCOPE if plain else self.scope()
         if step.timeout_template is not None:
             resolved = self._resolve_timeout(step, base)
             if resolved is None:
@@ -635,7 +660,7 @@ class Runner:
                     self.emit(EventType.STEP_SKIPPED, step.id, reason=f"condition is false: {step.when}")
                     return
         if step.for_each is None:
-            outcome = await self.call_step(step, base, None)
+            outcome = await self.call_step(step, base, None, announced=announced)
             self._record(step, outcome)
             return
         await self._run_items(step, base)
@@ -887,6 +912,15 @@ class Runner:
         entry = self.step_scope[step.id]
         if outcome.status is StepStatus.COMPLETED:
             entry.update(outputs=outcome.outputs, result=outcome.result)
+            dry: dict[str, Any] = {}
+            if self.dry_run:  # a read that ran: its inputs, and what of it is unknown
+                dry = {
+                    "inputs": outcome.inputs,
+                    "plan": _plan_dict(None, outcome.inputs, outcome.unknown_info)
+                    | _unknown_entry(outcome.unknown, outcome.outcome_unknown)
+                    | self._condition_entry(step)
+                    | ({"outputs_now": outcome.outputs_now} if outcome.outputs_now else {}),
+                }
             self.emit(
                 EventType.STEP_COMPLETED,
                 step.id,
@@ -894,13 +928,7 @@ class Runner:
                 result=outcome.result,
                 undo=outcome.undo,
                 read_only=outcome.read_only,
-                **self._dry_inputs(outcome.inputs),
-                **self._dry_plan(
-                    _plan_dict(None, outcome.inputs, outcome.unknown_info)
-                    | _unknown_entry(outcome.unknown, outcome.outcome_unknown)
-                    | self._condition_entry(step)
-                    | ({"outputs_now": outcome.outputs_now} if outcome.outputs_now else {})
-                ),
+                **dry,
             )
         elif outcome.status is StepStatus.SIMULATED:
             entry.update(outputs=outcome.outputs, result=outcome.result)
@@ -926,10 +954,14 @@ class Runner:
     def _fail(self, step: Step, error: str, reason: str) -> None:
         self.emit(EventType.STEP_FAILED, step.id, error=error, reason=reason)
 
-    async def call_step(self, step: Step, scope: Mapping[str, Any], index: int | None) -> AttemptResult:
-        """One call of the step's action with its retry policy; in a dry-run, through `_dry_call`."""
+    async def call_step(
+        self, step: Step, scope: Mapping[str, Any], index: int | None, *, announced: bool = False
+    ) -> AttemptResult:
+        """One call of the step's action with its retry policy; in a dry-run, through `_dry_call`.
+
+        `announced`: the step's `step_started` event recorded its first attempt already."""
         if self.knowledge is None:
-            return await self.attempts(step, step.call, scope, item_index=index)
+            return await self.attempts(step, step.call, scope, item_index=index, announced=announced)
         return await self._dry_call(step, self.knowledge, scope, index)
 
     def _not_run(self, step: Step, call: ActionCall, unknown: Unknown, what: str) -> AttemptResult:
@@ -1072,6 +1104,7 @@ class Runner:
         policy: RetryPolicy | None = None,
         timeout: float | None = None,
         compensating: bool = False,
+        announced: bool = False,
     ) -> AttemptResult:
         """Every attempt of one call: render, check, run under the timeout, retry with backoff.
 
@@ -1085,7 +1118,7 @@ class Runner:
         for attempt in range(1, policy.attempts + 1):
             borrower = await self._take_slot(step, item_index, attempt == 1 and not compensating)
             try:
-                if not compensating:
+                if not compensating and not (announced and attempt == 1):
                     self.emit(EventType.ATTEMPT_STARTED, step.id, item_index, attempt=attempt)
                 return await self._attempt(
                     step,
@@ -1159,7 +1192,7 @@ class Runner:
             await self.store.flush()
         try:
             adapter = self.adapters.get(call.adapter)
-            with trio.fail_after(timeout) if timeout else nullcontext():
+            with trio.fail_after(timeout) if timeout else _NO_LIMIT:
                 if simulate:
                     plan = await adapter.plan(call.action, inputs, ctx)
                 else:
@@ -1184,7 +1217,7 @@ class Runner:
             )
         self.applied_inputs[(step.id, item_index)] = inputs
         self.outcomes[(step.id, item_index)] = outcome
-        outputs = self._outputs(step, outcome.result, scope, simulated=False)
+        outputs = self._outputs(step, outcome.result, scope, simulated=False) if step.outputs else {}
         self._check_output(outcome.result, outputs)
         return AttemptResult(
             StepStatus.COMPLETED,

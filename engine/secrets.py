@@ -53,13 +53,23 @@ def resolve_secrets(names: Iterable[str], environ: Mapping[str, str] | None = No
     return found
 
 
+_CONTAINERS = (dict, list)
+
+
 def _holds_secret_object(value: Any) -> bool:
+    """Whether a JSON tree holds a `kind: Secret` mapping anywhere. On every result event, so it
+    is a plain loop over containers only (no generator, no call for a leaf or an empty one)."""
     if isinstance(value, dict):
         if value.get("kind") == "Secret":
             return True
-        return any(isinstance(v, dict | list) and _holds_secret_object(v) for v in value.values())
-    if isinstance(value, list):
-        return any(isinstance(v, dict | list) and _holds_secret_object(v) for v in value)
+        children: Iterable[Any] = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return False
+    for child in children:  # noqa: SIM110 - a loop: no generator on the hot path
+        if child and isinstance(child, _CONTAINERS) and _holds_secret_object(child):
+            return True
     return False
 
 

@@ -13,6 +13,7 @@ the wrong shape rather than raising, so one run reports every problem it can see
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .schema import (
     PatternBudgetExceeded,
     PatternError,
     PatternTimeout,
+    TrustedSchema,
     action_validator,
     check_param_schema,
     compile_pattern,
@@ -225,7 +227,9 @@ class Checker:
                 ok = False
                 continue
             try:
-                probe = _catastrophe_probe(pattern)
+                probe = _PROBES.get(pattern, _UNSEEN)
+                if probe is _UNSEEN:
+                    probe = _PROBES.put(pattern, _catastrophe_probe(pattern))
             except PatternBudgetExceeded:
                 self.error(sub_path, "param-pattern-budget", f"parameter {name!r}: {regex_budget_message()}")
                 return False
@@ -240,8 +244,9 @@ class Checker:
         return ok
 
     def check_param_value(self, schema: Mapping[str, Any], value: Any, path: PathT, name: str) -> None:
-        validator = make_validator(schema)
-        for err in iter_leaf_errors(validator, value):
+        if _plainly_valid(schema, value):
+            return  # no jsonschema (nor its 90 ms import) for the common parameter
+        for err in iter_leaf_errors(_param_validator(schema), value):
             where = f"default of parameter {name!r}" + (
                 describe_path(list(err.absolute_path)).join(" ()") if err.absolute_path else ""
             )
@@ -387,10 +392,9 @@ class Checker:
         in_outputs = relative[:1] == ("outputs",)
         in_item_scope = site.has_items and relative[:1] not in (("when",), ("for_each",), ("timeout",))
         for ref in template.references:
-            col = self.template_col(path, ref.offset)
             problem = self.check_reference(site, ref.root, ref.path, in_outputs, in_item_scope)
-            if problem:
-                self.error(path, "reference", problem, col_offset=col)
+            if problem:  # the column only for a problem: finding it walks the position tree
+                self.error(path, "reference", problem, col_offset=self.template_col(path, ref.offset))
         for name, offset in template.filters:
             if name == "shell_unquoted":
                 self.warn(
@@ -500,9 +504,8 @@ class Checker:
         with_path = site.path + ("with",)
         templated: dict[tuple[str | int, ...], _TemplatedField] = {}
         probe = self.probe_value(inputs, (), templated)
-        validator = action_validator(uses)
         where_base = f"{uses} input"
-        for err in iter_leaf_errors(validator, probe):
+        for err in _input_errors(uses, probe):
             rel = tuple(err.absolute_path)
             if uses == "shell.run" and rel[:1] == ("env",) and err.validator == "not":
                 continue  # reported below with the reason (forbidden_env_key)
@@ -589,6 +592,119 @@ class Checker:
             f"step {site.step_id!r} uses {uses}, which has no automatic inverse: if a later step "
             "fails, rollback cannot undo it; add a `rollback:` body, or `rollback: none` to say so",
         )
+
+
+# -- caches across documents ---------------------------------------------------------------------
+# One process validates many packages (`wpk validate DIR`, the sidecar): they share actions,
+# parameter schemas and patterns. What is a pure function of its key is kept, bounded: the
+# schema errors of an action's (probed) inputs, an author's compiled parameter schema, the
+# backtracking probe of a pattern. Keys are JSON text, so `1`, `1.0` and `true` stay apart.
+_MEMO_LIMIT = 4096
+_UNSEEN: Any = object()
+
+
+class _Memo(dict[str, Any]):
+    """A bounded cache: cleared when full, so a server validating all day stays small."""
+
+    def put(self, key: str, value: Any) -> Any:
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_INPUT_ERRORS = _Memo()
+_PARAM_VALIDATORS = _Memo()
+_PROBES = _Memo()
+
+
+_PLAIN_KEYS = frozenset({"type", "description", "title", "default", "examples", "minLength",
+                         "maxLength", "pattern", "minimum", "maximum", "items", "minItems",
+                         "maxItems", "uniqueItems"})  # fmt: skip
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "array": (list,),
+}  # fmt: skip
+
+
+def _plainly_valid(schema: Mapping[str, Any], value: Any) -> bool:
+    """True only when `value` certainly satisfies a plain parameter schema (a single `type`,
+    lengths, bounds, a `pattern`, items): what most parameters declare. Anything else, and any
+    doubt (a pattern that fails, times out or runs out of budget), is False: jsonschema decides
+    and says what is wrong. tests/test_param_fast_check.py checks it against jsonschema."""
+    if not _PLAIN_KEYS.issuperset(schema):
+        return False
+    kind = schema.get("type")
+    kinds = _PLAIN_TYPES.get(kind) if isinstance(kind, str) else None
+    if kinds is None or type(value) not in kinds:  # bool is never an integer or a number here
+        return False
+    if isinstance(value, str):
+        low, high = schema.get("minLength", 0), schema.get("maxLength", len(value))
+        if type(low) is not int or type(high) is not int or not low <= len(value) <= high:
+            return False
+        pattern = schema.get("pattern")
+        if pattern is not None:
+            try:
+                return isinstance(pattern, str) and pattern_search(pattern, value)
+            except Exception:  # invalid, too slow, over budget: jsonschema reports it
+                return False
+    elif isinstance(value, list):
+        items = schema.get("items")
+        low, high = schema.get("minItems", 0), schema.get("maxItems", len(value))
+        if type(low) is not int or type(high) is not int or not low <= len(value) <= high:
+            return False
+        if items is not None and not (
+            isinstance(items, Mapping) and all(_plainly_valid(items, v) for v in value)
+        ):
+            return False
+        unique = schema.get("uniqueItems", False)
+        if unique is True:  # decided here for text only (JSON Schema has 1 == 1.0)
+            if not all(type(v) is str for v in value) or len(set(value)) != len(value):
+                return False
+        elif unique is not False:
+            return False
+    elif type(value) is not bool:
+        low, high = schema.get("minimum"), schema.get("maximum")
+        for limit in (low, high):
+            if limit is not None and type(limit) not in (int, float):
+                return False
+        if (low is not None and value < low) or (high is not None and value > high):
+            return False
+    return True
+
+
+def _json_key(value: Any) -> str | None:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _input_errors(uses: str, probe: Any) -> list[Any]:
+    """The schema's leaf errors for an action's probed inputs. Kept for built-in actions only:
+    their schemas are ours (no time-bounded pattern, so the answer is a function of the input);
+    an installed adapter's patterns run under each document's own budget."""
+    validator = action_validator(uses)
+    if not isinstance(validator, TrustedSchema):
+        return list(iter_leaf_errors(validator, probe))
+    key = "{}" if not probe and type(probe) is dict else _json_key(probe)  # no `with`: no encoding
+    found = None if key is None else _INPUT_ERRORS.get(f"{uses}\0{key}")
+    if found is None:
+        found = list(iter_leaf_errors(validator, probe))
+        if key is not None:
+            _INPUT_ERRORS.put(f"{uses}\0{key}", found)
+    return found
+
+
+def _param_validator(schema: Mapping[str, Any]) -> Any:
+    """An author's parameter schema, compiled once per process (its patterns stay time-bounded:
+    the budget is read when a pattern runs, not when the validator is made)."""
+    key = _json_key(schema)
+    validator = None if key is None else _PARAM_VALIDATORS.get(key)
+    if validator is None:
+        validator = make_validator(schema)
+        if key is not None:
+            _PARAM_VALIDATORS.put(key, validator)
+    return validator
 
 
 # -- helpers -----------------------------------------------------------------------------------

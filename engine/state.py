@@ -56,6 +56,12 @@ STEP_TRANSITIONS: frozenset[tuple[StepStatus, StepStatus]] = frozenset({
 })  # fmt: skip
 
 
+_EXECUTION_EVENTS = frozenset({
+    EventType.EXECUTION_CREATED, EventType.EXECUTION_STARTED, EventType.EXECUTION_FINISHED,
+    EventType.ROLLBACK_STARTED, EventType.ROLLBACK_FINISHED, EventType.EXECUTION_CLOSED,
+})  # fmt: skip
+
+
 class TransitionError(ValueError):
     pass
 
@@ -154,10 +160,78 @@ class ExecutionState:
 
     def apply(self, event: Event) -> None:
         self.last_seq = event.seq
-        t, d = event.type, event.data
+        t = event.type
         if t is EventType.LOG:
             self.logs += 1
             return
+        if t in _EXECUTION_EVENTS:
+            self._apply_execution(event)
+            return
+        assert event.step is not None
+        record = self.steps.get(event.step) or self.step(event.step)
+        if event.item is not None:
+            self._apply_item(record, event)
+            return
+        d = event.data
+        if t is EventType.STEP_STARTED:
+            record.move(StepStatus.RUNNING)
+            record.started_at = event.time
+            if "attempt" in d:  # its first attempt began with it (one event, not two)
+                record.attempts = int(d["attempt"])
+            self.current.add(record.id)
+        elif t is EventType.STEP_COMPLETED:
+            record.move(StepStatus.COMPLETED)
+            record.outputs = d.get("outputs")
+            record.result = d.get("result")
+            record.undo = d.get("undo")
+            record.read_only = bool(d.get("read_only", False))
+            record.plan = d.get("plan", record.plan)  # dry-run: inputs, and what is unknown
+            record.error = None
+            record.finished_at = event.time
+            record.completed_seq = event.seq
+            self.completed_count += 1
+            self.current.discard(record.id)
+        elif t is EventType.ATTEMPT_STARTED:
+            record.attempts = int(d.get("attempt", record.attempts + 1))
+        elif t is EventType.ATTEMPT_FAILED:
+            record.error = d.get("error")
+        elif t is EventType.STEP_SKIPPED:
+            record.move(StepStatus.SKIPPED)
+            record.reason = d.get("reason")
+            record.finished_at = event.time
+            self.current.discard(record.id)
+        elif t is EventType.STEP_PLANNED:
+            record.move(StepStatus.SIMULATED)
+            record.plan = d.get("plan")
+            record.outputs = d.get("outputs")
+            record.finished_at = event.time
+            record.completed_seq = event.seq
+            self.current.discard(record.id)
+        elif t is EventType.STEP_FAILED:
+            record.move(StepStatus.FAILED)
+            record.error = d.get("error")
+            record.reason = d.get("reason")
+            record.undo = d.get("undo", record.undo)
+            record.finished_at = event.time
+            record.completed_seq = event.seq
+            self.current.discard(record.id)
+        elif t is EventType.STEP_CANCELLED:
+            record.move(StepStatus.CANCELLED)
+            record.error = d.get("error", "cancelled")
+            record.finished_at = event.time
+            self.current.discard(record.id)
+        elif t is EventType.COMPENSATION_STARTED:
+            record.move(StepStatus.COMPENSATING)
+            if d.get("resumed"):
+                record.compensation_resumed = d["resumed"]
+        elif t is EventType.COMPENSATION_COMPLETED:
+            record.move(StepStatus.COMPENSATED)
+        elif t is EventType.COMPENSATION_FAILED:
+            record.move(StepStatus.COMPENSATION_FAILED)
+            record.compensation_error = d.get("error")
+
+    def _apply_execution(self, event: Event) -> None:
+        t, d = event.type, event.data
         if t is EventType.EXECUTION_CREATED:
             self.execution_id = d["execution_id"]
             self.workflow_id = d["workflow_id"]
@@ -195,66 +269,6 @@ class ExecutionState:
                 self.error = d["error"]
             self.finished_at = event.time
             self.closed = True
-            return
-        assert event.step is not None
-        record = self.step(event.step)
-        if event.item is not None:
-            self._apply_item(record, event)
-            return
-        if t is EventType.STEP_STARTED:
-            record.move(StepStatus.RUNNING)
-            record.started_at = event.time
-            self.current.add(record.id)
-        elif t is EventType.ATTEMPT_STARTED:
-            record.attempts = int(d.get("attempt", record.attempts + 1))
-        elif t is EventType.ATTEMPT_FAILED:
-            record.error = d.get("error")
-        elif t is EventType.STEP_SKIPPED:
-            record.move(StepStatus.SKIPPED)
-            record.reason = d.get("reason")
-            record.finished_at = event.time
-            self.current.discard(record.id)
-        elif t is EventType.STEP_COMPLETED:
-            record.move(StepStatus.COMPLETED)
-            record.outputs = d.get("outputs")
-            record.result = d.get("result")
-            record.undo = d.get("undo")
-            record.read_only = bool(d.get("read_only", False))
-            record.plan = d.get("plan", record.plan)  # dry-run: inputs, and what is unknown
-            record.error = None
-            record.finished_at = event.time
-            record.completed_seq = event.seq
-            self.completed_count += 1
-            self.current.discard(record.id)
-        elif t is EventType.STEP_PLANNED:
-            record.move(StepStatus.SIMULATED)
-            record.plan = d.get("plan")
-            record.outputs = d.get("outputs")
-            record.finished_at = event.time
-            record.completed_seq = event.seq
-            self.current.discard(record.id)
-        elif t is EventType.STEP_FAILED:
-            record.move(StepStatus.FAILED)
-            record.error = d.get("error")
-            record.reason = d.get("reason")
-            record.undo = d.get("undo", record.undo)
-            record.finished_at = event.time
-            record.completed_seq = event.seq
-            self.current.discard(record.id)
-        elif t is EventType.STEP_CANCELLED:
-            record.move(StepStatus.CANCELLED)
-            record.error = d.get("error", "cancelled")
-            record.finished_at = event.time
-            self.current.discard(record.id)
-        elif t is EventType.COMPENSATION_STARTED:
-            record.move(StepStatus.COMPENSATING)
-            if d.get("resumed"):
-                record.compensation_resumed = d["resumed"]
-        elif t is EventType.COMPENSATION_COMPLETED:
-            record.move(StepStatus.COMPENSATED)
-        elif t is EventType.COMPENSATION_FAILED:
-            record.move(StepStatus.COMPENSATION_FAILED)
-            record.compensation_error = d.get("error")
 
     def _apply_item(self, record: StepRecord, event: Event) -> None:
         assert event.item is not None

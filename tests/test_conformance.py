@@ -70,7 +70,7 @@ async def test_case(case: dict[str, Any], autojump_clock: trio.testing.MockClock
         started = [
             e.step if e.item is None else f"{e.step}/{e.item}"
             for e in events
-            if e.type is EventType.ATTEMPT_STARTED and e.data.get("attempt") == 1
+            if e.type in (EventType.ATTEMPT_STARTED, EventType.STEP_STARTED) and e.data.get("attempt") == 1
         ]
         assert started == expect["started"]
     if "journal" in expect:

@@ -580,11 +580,8 @@ class ExplodingParser:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def check_event(self, *choices: object) -> bool:
-        raise self.error
-
     def get_event(self) -> object:
-        raise AssertionError("not reached")
+        raise self.error
 
     def dispose(self) -> None:
         pass

@@ -104,9 +104,16 @@ async def test_retries_with_backoff_one_event_per_attempt(mock_clock: trio.testi
     runner, store = await run(wf)
     assert runner.state.status is ExecutionStatus.COMPLETED
     events = await store.events(runner.execution_id)
-    attempts = [e for e in events if e.type is EventType.ATTEMPT_STARTED]
+    # The first attempt begins with the step (one `step_started` event says both); each retry
+    # is an `attempt_started` of its own.
+    attempts = [e for e in events if e.type in (EventType.STEP_STARTED, EventType.ATTEMPT_STARTED)]
     failed = [e for e in events if e.type is EventType.ATTEMPT_FAILED]
-    assert [e.data["attempt"] for e in attempts] == [1, 2, 3]
+    assert [(e.type, e.data["attempt"]) for e in attempts] == [
+        (EventType.STEP_STARTED, 1),
+        (EventType.ATTEMPT_STARTED, 2),
+        (EventType.ATTEMPT_STARTED, 3),
+    ]
+    assert runner.state.step("a").attempts == 3
     assert len(failed) == 2
     delays = [e.data["retry_in"] for e in failed]
     # Full jitter under the capped exponential, exactly: the run's random source is seeded (7),

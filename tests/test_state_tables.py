@@ -294,6 +294,17 @@ def test_the_attempt_counter_follows_the_events() -> None:
     assert (a.attempts, a.error) == (7, "e7")
 
 
+def test_a_step_started_with_its_first_attempt_counts_it() -> None:
+    """`step_started` with `attempt: 1` is the step's first attempt too (the runner records a
+    plain step's start and first attempt as one event); retries then count on from it."""
+    log = created(Log(), ["a", "b"]).add(E.STEP_STARTED, "a", attempt=1).add(E.STEP_STARTED, "b")
+    state = reduce(log.events)
+    assert (state.steps["a"].attempts, state.steps["b"].attempts) == (1, 0)
+    log.add(E.ATTEMPT_FAILED, "a", attempt=1, error="flaky").add(E.ATTEMPT_STARTED, "a")
+    a = reduce(log.events).steps["a"]
+    assert (a.status, a.attempts, a.error) == (S.RUNNING, 2, "flaky")
+
+
 def test_rollback_errors_are_joined_to_the_execution_error() -> None:
     log = created(Log(), ["a"]).add(E.EXECUTION_STARTED).add(E.STEP_STARTED, "a")
     log.add(E.STEP_COMPLETED, "a")

@@ -401,3 +401,23 @@ def test_valid_document_has_no_diagnostics() -> None:
       with: {message: "{{ steps.a.outputs.said }} {{ execution.id }}"}
 """)
     assert found == []
+
+
+def test_documents_validated_in_one_process_each_get_their_own_diagnostics() -> None:
+    """Validation keeps input errors, parameter schemas and pattern probes across the documents
+    of one process (engine/semantics.py): the same mistake in another document is reported at
+    that document's own position, and the same step without the mistake gets nothing."""
+    body = """\
+  params:
+    env: {type: string, pattern: "^[a-z]+$", default: "Prod"}
+  steps:
+    - id: call
+      uses: api.request
+      with: {url: "{{ params.env }}/x", method: GET, bogus: 1}
+"""
+    first = run(body)
+    assert_found(first, ["8:55 ~ does not match", "12:54 ~ unknown field 'bogus'"])
+    shifted = run("  # a comment moves everything one line down\n" + body)
+    assert_found(shifted, ["9:55 ~ does not match", "13:54 ~ unknown field 'bogus'"])
+    fixed = run(body.replace(", bogus: 1", "").replace('"Prod"', '"prod"'))
+    assert not [f for f in fixed if ": error: " in f], fixed
