@@ -3,7 +3,9 @@
 #
 #   tests/mutation/run.sh                      # every module in the table below
 #   tests/mutation/run.sh hostpolicy secrets   # some of them, by short name
-#   KEEP=1 tests/mutation/run.sh state         # keep the scratch copy's caches between runs
+#   KEEP=1 tests/mutation/run.sh state         # reuse the module's last results: retest only
+#                                              # survivors and new mutants (after adding tests)
+#   TESTS='tests/test_x.py -k y' tests/mutation/run.sh state   # another test selection, this run
 #
 # How: the working tree is copied (git-tracked and untracked files, not .git or .venv) to a
 # scratch folder (default /tmp/wpk-mutation, or $WPK_MUTATION_DIR), installed editable into a
@@ -34,8 +36,9 @@ MODULES=(
   "model|engine/model.py|tests/test_model_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py"
   "expressions|engine/expressions.py|tests/test_expressions.py"
-  # the process-kill code only: group scan, reaping, TERM-then-KILL (lines 238-392)
-  "process|adapters/shell/process.py|tests/test_shell_adapter.py -k 'group or kill or cancel or reaped or without_proc or normal_exit or leaves or many_steps or sigterm'|238-392"
+  # the process-kill code only: subreaper, group scan, reaping, marks and sweeps, TERM-then-KILL
+  # (from become_subreaper to the end of _Group.end)
+  "process|adapters/shell/process.py|tests/test_mut_process.py tests/test_shell_adapter.py tests/test_hardening_process.py -k '(mut_process or group or kill or cancel or reaped or without_proc or normal_exit or leaves or many_steps or sigterm or setsid or clears or spares) and not killed_agent'|238-557"
 )
 
 select_modules() {
@@ -91,8 +94,14 @@ echo "mutation run $(date -u +%Y-%m-%dT%H:%MZ) on $(cd "$ROOT" && git rev-parse 
 while IFS='|' read -r name module tests lines; do
   [ -n "$name" ] || continue
   echo "== $name: mutating $module against: $tests"
+  tests="${TESTS:-$tests}"
   copy_tree
   cd "$SRC"
+  cache="$DIR/cache-$name.sqlite"  # mutmut's results for this module, kept for KEEP=1
+  if [ -n "${KEEP:-}" ] && [ -f "$cache" ]; then
+    # mutmut keeps a killed mutant killed and retests the others (the tests have changed)
+    cp "$cache" .mutmut-cache
+  fi
   start=$(date +%s)
   # mutmut splits the runner with shlex, so a quoted -k expression in the selection works
   runner="$VENV/bin/python -I -S $SRC/tests/mutation/zygote.py client $SOCK -x -q -p no:cacheprovider $tests"
@@ -133,6 +142,18 @@ with open(report, "a") as f:
     f.write(line + "\n")
 PY
   "$VENV/bin/mutmut" show "$module" >"$DIR/survivors-$name.txt" 2>&1 || true
+  "$VENV/bin/python" - "$module" >"$DIR/survivors-$name.diff" <<'PY' || true
+import sqlite3, subprocess, sys  # every survivor as a diff, to read them all at once
+module = sys.argv[1]
+db = sqlite3.connect(".mutmut-cache")
+ids = [r[0] for r in db.execute(
+    "select m.id from Mutant m join Line l on m.line = l.id join SourceFile f on l.sourcefile = f.id"
+    " where f.filename = ? and m.status = 'bad_survived' order by l.line_number", (module,))]
+for i in ids:
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", str(i)], capture_output=True, text=True)
+    print(f"### mutant {i}\n{out.stdout}")
+PY
+  cp .mutmut-cache "$cache"
 done <<<"$ROWS"
 
 echo "== report: $REPORT"
