@@ -20,6 +20,8 @@
 # $DIR/report.txt, and the surviving mutants as diffs in $DIR/survivors-<module>.txt.
 # Not part of .ci/run: it takes minutes per module. Results and their date: docs/testing.md.
 set -euo pipefail
+{ # the whole script is one block, read before it runs: editing this file mid-run is safe
+
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DIR="${WPK_MUTATION_DIR:-/tmp/wpk-mutation}"
@@ -35,7 +37,8 @@ MODULES=(
   "secrets|engine/secrets.py|tests/test_masking_tables.py"
   "model|engine/model.py|tests/test_model_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py"
-  "expressions|engine/expressions.py|tests/test_expressions.py"
+  # without the three hypothesis properties: 13 of the file's 17 s, and random from run to run
+  "expressions|engine/expressions.py|tests/test_expressions.py -k 'not arbitrary_text and not compiled_templates_raises and not just_under_the_caps'"
   # the process-kill code only: subreaper, group scan, reaping, marks and sweeps, TERM-then-KILL
   # (from become_subreaper to the end of _Group.end)
   "process|adapters/shell/process.py|tests/test_mut_process.py tests/test_shell_adapter.py tests/test_hardening_process.py -k '(mut_process or group or kill or cancel or reaped or without_proc or normal_exit or leaves or many_steps or sigterm or setsid or clears or spares) and not killed_agent'|238-557"
@@ -158,3 +161,5 @@ done <<<"$ROWS"
 
 echo "== report: $REPORT"
 cat "$REPORT"
+exit
+}

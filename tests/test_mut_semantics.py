@@ -1,0 +1,173 @@
+"""Validation edges that mutation testing of engine/semantics.py found unpinned (issue 15).
+
+Two tables, each row a runbook and its exact diagnostics:
+
+- which steps a template may reference, on a runbook long enough (20 main steps) that the
+  visibility bitsets span three bytes: a chain's ancestors, every main step from `finally` and
+  rollback steps, the earlier steps of the same list, a rollback body's own step;
+- the type a whole-template input gets from its parameter's declaration or its filter, checked
+  against the action's input schema (one row per filter and per declared type).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from wpk.engine.validate import validate_text
+
+HEAD = "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: t, version: 1.0.0}\nspec:\n"
+
+
+def diagnostics(body: str) -> list[str]:
+    result = validate_text(HEAD + body, "t.yaml")
+    return [f"{d.line}:{d.col} {d.severity} {d.code}: {d.message}" for d in result.diagnostics]
+
+
+# --------------------------------------------------------------------------------------------
+# Visibility over many steps
+
+# s00 <- s01 <- ... <- s18 is a chain (each needs the one before); s19 needs nothing.
+CHAIN = ["  steps:"] + [
+    f"    - {{id: s{i:02d}, uses: core.noop{f', needs: [s{i - 1:02d}]' if 0 < i < 19 else ''}}}"
+    for i in range(20)
+]
+
+
+def refs(*ids: str) -> str:
+    return " ".join("{{ steps.%s.status }}" % i for i in ids)  # noqa: UP031 - braces galore
+
+
+def echo(step: str, *ids: str, extra: str = "") -> str:
+    return f"    - {{id: {step}, uses: core.echo{extra}, with: {{message: '{refs(*ids)}'}}}}"
+
+
+def runbook(main: list[str], finally_: list[str], rollback: list[str]) -> str:
+    lines = [*CHAIN, *main, "  finally:", *finally_, "  rollback:", "    steps:", *rollback]
+    return "\n".join(lines) + "\n"
+
+
+ADD_NEED = "add it (or a step after it) to `needs`"
+ALL_MAIN = ("s00", "s07", "s08", "s09", "s15", "s16", "s17", "s18", "s19")
+
+VISIBILITY: list[tuple[str, str, list[str]]] = [
+    (
+        "a chain's every ancestor, across byte boundaries; finally and rollback see every main step",
+        runbook(
+            [echo("late", "s00", "s07", "s08", "s09", "s15", "s16", "s17", "s18", extra=", needs: [s18]")],
+            [echo("f1", *ALL_MAIN, "late"), echo("f2", "f1", "s00")],
+            [echo("r1", *ALL_MAIN, "late"), echo("r2", "r1", "s16")],
+        ),
+        [],
+    ),
+    (
+        "a step outside the chain sees none of it, nor itself",
+        runbook(
+            [echo("late", "s16", "late", extra=", needs: [s19]")], [echo("f1", "s00")], [echo("r1", "s00")]
+        ),
+        [
+            "26:69 error reference: step 's16' is not upstream of 'late': " + ADD_NEED,
+            "26:92 error reference: step 'late' is not upstream of 'late': " + ADD_NEED,
+        ],
+    ),
+    (
+        "a later step of the same list, and finally steps from rollback steps, have not run yet",
+        runbook([], [echo("f1", "f2"), echo("f2", "f1")], [echo("r1", "f1", "r2"), echo("r2", "r1")]),
+        [
+            "27:53 error reference: step 'f2' cannot be referenced here (it has not run yet)",
+            "31:53 error reference: step 'f1' cannot be referenced here (it has not run yet)",
+            "31:75 error reference: step 'r2' cannot be referenced here (it has not run yet)",
+        ],
+    ),
+    (
+        "a rollback body sees its own step and the step's ancestors, not the steps after it",
+        runbook(
+            [
+                "    - {id: late, uses: core.noop, needs: [s16],"
+                f" rollback: {{uses: core.echo, with: {{message: '{refs('late', 's00', 's16', 's17')}'}}}}}}"
+            ],
+            [echo("f1", "s00")],
+            [echo("r1", "s00")],
+        ),
+        ["26:167 error reference: step 's17' cannot be referenced here (it has not run yet)"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"), [row[1:] for row in VISIBILITY], ids=[row[0] for row in VISIBILITY]
+)
+def test_which_steps_a_template_may_reference(body: str, expected: list[str]) -> None:
+    assert diagnostics(body) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Typed parameters in whole-template inputs
+
+TARGETS = {  # an input of each JSON type, and how to write a step that sets it
+    "boolean": "{uses: api.request, rollback: none, with: {url: 'https://x.test', verify_tls: %s}}",
+    "integer": "{uses: k8s.scale, rollback: none, with: {kind: Deployment, name: x, replicas: %s}}",
+    "string": "{uses: core.fail, with: {message: %s}}",
+}
+COLUMN = {"boolean": "7:92", "integer": "7:92", "string": "7:48"}
+ACTION = {
+    "boolean": "api.request input verify_tls",
+    "integer": "k8s.scale input replicas",
+    "string": "core.fail input message",
+}
+
+
+def typed_step(declared: str, template: str, target: str) -> str:
+    return (
+        f"  params: {{n: {{type: {declared}}}}}\n  steps:\n    - {{id: a, "
+        + TARGETS[target][1:] % repr(template)
+        + "\n"
+    )
+
+
+def mismatch(target: str, declared: str) -> list[str]:
+    return [
+        f"{COLUMN[target]} error input-type: {ACTION[target]}: expected {target}, "
+        f"but parameter 'n' is declared {declared}"
+    ]
+
+
+# (a string parameter through a filter, or a parameter of a declared type), the input's type,
+# and the type the template is taken to give (None: accepted)
+FILTERED: list[tuple[str, str, str | None]] = [
+    ("int", "boolean", "integer"),
+    ("int", "integer", None),
+    ("float", "integer", "number"),
+    ("string", "integer", "string"),
+    ("bool", "integer", "boolean"),
+    ("bool", "boolean", None),
+    ("tojson", "boolean", "string"),
+    ("lower", "boolean", "string"),
+    ("upper", "integer", "string"),
+    ("trim", "integer", "string"),
+]
+DECLARED: list[tuple[str, str, str | None]] = [
+    ("string", "boolean", "string"),
+    ("string", "string", None),
+    ("integer", "boolean", "integer"),
+    ("integer", "string", None),  # numbers are rendered as text where a string is expected
+    ("number", "integer", "number"),
+    ("number", "string", None),
+    ("boolean", "integer", "boolean"),
+    ("boolean", "string", "boolean"),
+    ("array", "string", "array"),
+    ("object", "boolean", "object"),
+]
+
+
+@pytest.mark.parametrize(("filt", "target", "gives"), FILTERED)
+def test_a_filter_decides_the_type_of_a_whole_template(filt: str, target: str, gives: str | None) -> None:
+    body = typed_step("string", "{{ params.n | %s }}" % filt, target)  # noqa: UP031
+    assert diagnostics(body) == ([] if gives is None else mismatch(target, gives))
+
+
+@pytest.mark.parametrize(("declared", "target", "gives"), DECLARED)
+def test_a_declared_parameter_type_is_checked_against_the_input(
+    declared: str, target: str, gives: str | None
+) -> None:
+    body = typed_step(declared, "{{ params.n }}", target)
+    assert diagnostics(body) == ([] if gives is None else mismatch(target, gives))
