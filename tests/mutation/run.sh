@@ -36,7 +36,7 @@ MODULES=(
   "conductor|engine/conductor.py|tests/test_conductor_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "secrets|engine/secrets.py|tests/test_masking_tables.py"
   "model|engine/model.py|tests/test_model_tables.py tests/test_semantics_tables.py tests/test_runner.py"
-  "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py"
+  "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py tests/test_mut_semantics.py"
   # without the three hypothesis properties: 13 of the file's 17 s, and random from run to run
   "expressions|engine/expressions.py|tests/test_expressions.py -k 'not arbitrary_text and not compiled_templates_raises and not just_under_the_caps'"
   # the process-kill code only: subreaper, group scan, reaping, marks and sweeps, TERM-then-KILL
