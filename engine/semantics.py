@@ -242,9 +242,8 @@ class Checker:
     def check_param_value(self, schema: Mapping[str, Any], value: Any, path: PathT, name: str) -> None:
         validator = make_validator(schema)
         for err in iter_leaf_errors(validator, value):
-            where = f"default of parameter {name!r}" + (
-                describe_path(list(err.absolute_path)).join(" ()") if err.absolute_path else ""
-            )
+            inside = f" ({describe_path(list(err.absolute_path))})" if err.absolute_path else ""
+            where = f"default of parameter {name!r}{inside}"
             message, _ = friendly_message(err, where)
             self.error(path + tuple(err.absolute_path), "param-default", message)
 

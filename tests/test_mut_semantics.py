@@ -171,3 +171,63 @@ def test_a_declared_parameter_type_is_checked_against_the_input(
 ) -> None:
     body = typed_step(declared, "{{ params.n }}", target)
     assert diagnostics(body) == ([] if gives is None else mismatch(target, gives))
+
+
+# --------------------------------------------------------------------------------------------
+# References to fields, outputs and parameters
+
+STEPS_AB = (
+    "  steps:\n    - {id: a, uses: core.noop, outputs: {x: '{{ result }}'}}\n    - {id: c, uses: core.noop}\n"
+)
+
+REFERENCES: list[tuple[str, str, list[str]]] = [
+    (
+        "a step's three fields, and a near miss",
+        STEPS_AB + "    - {id: b, uses: core.echo, needs: [a], with: {message: '{{ steps.a.outputs }} "
+        "{{ steps.a.status }} {{ steps.a.result }} {{ steps.a.resul }} {{ steps.a }}'}}\n",
+        [
+            "8:128 error reference: steps.a has no field 'resul' (did you mean 'result'?) "
+            "(use outputs, status or result)"
+        ],
+    ),
+    (
+        "the execution's three fields",
+        "  steps:\n    - {id: a, uses: core.echo, with: {message: '{{ execution.id }} "
+        "{{ execution.dry_run }} {{ execution.attempt }} {{ execution }} {{ execution.ids }}'}}\n",
+        ["6:135 error reference: execution has no field 'ids' (it has id, dry_run, attempt)"],
+    ),
+    (
+        "declared outputs, and a step that declares none",
+        STEPS_AB + "    - {id: b, uses: core.echo, needs: [a, c], with: {message: "
+        "'{{ steps.a.outputs.x }} {{ steps.a.outputs.y }} {{ steps.c.outputs.z }}'}}\n",
+        [
+            "8:91 error reference: step 'a' has no output 'y' (its outputs: x)",
+            "8:115 error reference: step 'c' has no output 'z' (its outputs: none)",
+        ],
+    ),
+    (
+        "a bad default, at the top and inside an array; unused parameters",
+        "  params:\n    p: {type: integer, default: x}\n"
+        "    q: {type: array, items: {type: integer}, default: [1, x]}\n    r: {type: string}\n"
+        "  steps:\n    - {id: a, uses: core.echo, with: {message: '{{ params.p }}'}}\n",
+        [
+            "6:33 error param-default: default of parameter 'p': expected integer, got string",
+            "7:5 warning unused-param: parameter 'q' is never used",
+            "7:59 error param-default: default of parameter 'q' ([1]): expected integer, got string",
+            "8:5 warning unused-param: parameter 'r' is never used",
+        ],
+    ),
+    (
+        "all of params at once uses every parameter",
+        "  params:\n    p: {type: string}\n"
+        "  steps:\n    - {id: a, uses: core.echo, with: {message: '{{ params }}'}}\n",
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"), [row[1:] for row in REFERENCES], ids=[row[0] for row in REFERENCES]
+)
+def test_references_to_fields_outputs_and_parameters(body: str, expected: list[str]) -> None:
+    assert diagnostics(body) == expected
