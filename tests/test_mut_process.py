@@ -11,6 +11,7 @@ does not take).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -168,10 +169,17 @@ async def test_wait_exited_returns_on_exit_and_leaves_the_child_unreaped(
 # The subreaper fast path
 
 
+_PR_GET_CHILD_SUBREAPER = 37
+
+
 @pytest.fixture
 def subreaper() -> None:
-    if not process.become_subreaper():
-        pytest.skip("not a child subreaper here")  # pragma: no cover - Linux always allows it
+    """This test process is a child subreaper (Linux always allows it), as the agent is."""
+    assert process.become_subreaper() is True
+    flag = ctypes.c_int(0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0
+    assert flag.value == 1
 
 
 def test_fast_path_sees_a_live_member_and_ignores_other_groups(subreaper: None) -> None:
