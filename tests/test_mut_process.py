@@ -182,6 +182,21 @@ def subreaper() -> None:
     assert flag.value == 1
 
 
+def test_become_subreaper_says_no_off_linux_and_when_prctl_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    uncached = process.become_subreaper.__wrapped__  # the function itself, past functools.cache
+    monkeypatch.setattr(process.sys, "platform", "darwin")
+    assert uncached() is False
+    monkeypatch.setattr(process.sys, "platform", "linux")
+
+    def no_libc(name: object, use_errno: bool = False) -> object:
+        raise OSError("no libc")
+
+    monkeypatch.setattr(process.ctypes, "CDLL", no_libc)
+    assert uncached() is False
+
+
 def test_fast_path_sees_a_live_member_and_ignores_other_groups(subreaper: None) -> None:
     with children() as started:
         # the leader starts a member and exits: the member, orphaned, is re-parented to us
