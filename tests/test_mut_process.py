@@ -116,6 +116,11 @@ def test_scan_group_reports_each_member_with_its_parent_and_zombie_state() -> No
         assert sorted(m.zombie for m in others) == [False, True]
         assert stranger.pid not in by_pid
         assert process._scan_group(stranger.pid) == [process._Member(stranger.pid, os.getpid(), False)]
+        # a group of its own inside our session: the scan goes by group, not by session
+        grouped = spawn(started, ["sleep", "30"], process_group=0)
+        wait_until(lambda: os.getpgid(grouped.pid) == grouped.pid, "setpgid never happened")
+        assert os.getsid(grouped.pid) != grouped.pid
+        assert process._scan_group(grouped.pid) == [process._Member(grouped.pid, os.getpid(), False)]
 
 
 def test_scan_group_of_no_process_is_empty_not_unknown() -> None:
