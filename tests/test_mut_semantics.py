@@ -93,6 +93,27 @@ VISIBILITY: list[tuple[str, str, list[str]]] = [
 ]
 
 
+VISIBILITY += [
+    (
+        "65 main steps: the bitset of every main step holds the last one",
+        "  steps:\n"
+        + "".join(f"    - {{id: m{i}, uses: core.noop}}\n" for i in range(65))
+        + "  finally:\n    - {id: f, uses: core.echo,"
+        " with: {message: '{{ steps.m64.status }} {{ steps.m0.status }}'}}\n",
+        [],
+    ),
+    (
+        "a step without an id sees no step",
+        "  steps:\n    - {uses: core.echo, with: {message: '{{ steps.a.status }}'}}\n"
+        "    - {id: a, uses: core.noop}\n",
+        [
+            "6:7 error schema-required: missing required field 'id' in spec.steps[0]",
+            "6:45 error reference: step 'a' is not upstream of None: " + ADD_NEED,
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("body", "expected"), [row[1:] for row in VISIBILITY], ids=[row[0] for row in VISIBILITY]
 )
