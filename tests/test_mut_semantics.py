@@ -252,3 +252,85 @@ REFERENCES: list[tuple[str, str, list[str]]] = [
 )
 def test_references_to_fields_outputs_and_parameters(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter patterns, rollback switched off, columns inside scalars
+
+USE_ALL = "  steps:\n    - {id: a, uses: core.echo, with: {message: '{{ params }}'}}\n"
+NAMES = "(names in scope: params, secrets, steps, item, index, execution, result)"
+
+MORE: list[tuple[str, str, list[str]]] = [
+    (
+        "an invalid pattern, at the top, in items, in properties; its default is not checked",
+        "  params:\n    p: {type: string, pattern: '(', default: 5}\n"
+        "    q: {type: array, items: {type: string, pattern: '['}}\n"
+        "    r: {type: object, properties: {t: {type: string, pattern: ')'}}}\n" + USE_ALL,
+        [
+            "6:32 error param-pattern: parameter 'p': invalid pattern: missing ) at position 1",
+            "7:53 error param-pattern: parameter 'q': invalid pattern: "
+            "unterminated character set at position 1",
+            "8:63 error param-pattern: parameter 'r': invalid pattern: unbalanced parenthesis at position 0",
+        ],
+    ),
+    (
+        "a catastrophic pattern is named with the probe that hung it; its default is not checked",
+        "  params:\n    p: {type: string, pattern: '(x|xx)*$', default: 5}\n" + USE_ALL,
+        [
+            "6:32 error param-pattern-redos: parameter 'p': pattern '(x|xx)*$' backtracks catastrophically "
+            f"(matching '{'x' * 48}!' took too long); rewrite it without nested repetition"
+        ],
+    ),
+    (
+        "a good pattern checks the default",
+        "  params:\n    p: {type: string, pattern: '^a+$', default: b}\n"
+        "    q: {type: string, pattern: '^a+$', default: aa}\n" + USE_ALL,
+        ["6:49 error param-default: default of parameter 'p': 'b' does not match '^a+$'"],
+    ),
+    (
+        "a parameter that is no mapping, or a bad schema, does not stop the next one's checks",
+        "  params:\n    o: 5\n    p: {type: strin}\n    q: {type: string, pattern: '('}\n" + USE_ALL,
+        [
+            "6:8 error schema-type: spec.params.o: expected mapping, got integer",
+            "7:15 error schema-anyOf: spec.params.p.type: string value is not valid here",
+            "8:32 error param-pattern: parameter 'q': invalid pattern: missing ) at position 1",
+        ],
+    ),
+    (
+        "a write without an inverse is worth a warning",
+        "  steps:\n    - {id: a, uses: shell.run, with: {argv: [x]}}\n",
+        [
+            "6:21 warning no-inverse: step 'a' uses shell.run, which has no automatic inverse: if a later "
+            "step fails, rollback cannot undo it; add a `rollback:` body, or `rollback: none` to say so"
+        ],
+    ),
+    (
+        "but not when rollback is switched off",
+        "  rollback: {enabled: false}\n  steps:\n    - {id: a, uses: shell.run, with: {argv: [x]}}\n",
+        [],
+    ),
+    (
+        "the column of a template: inside quotes one more, in a block scalar the scalar's start",
+        "  steps:\n"
+        + "".join(
+            f"    - id: {i}\n      uses: core.echo\n      with:\n        message: {m}\n"
+            for i, m in [
+                ("a", '"x {{ nope }}"'),
+                ("b", "'x {{ nope }}'"),
+                ("c", "x {{ nope }}"),
+                ("e", "|\n          x {{ nope }}"),
+            ]
+        ),
+        [
+            f"9:24 error reference: unknown name 'nope' {NAMES}",
+            f"13:24 error reference: unknown name 'nope' {NAMES}",
+            f"17:23 error reference: unknown name 'nope' {NAMES}",
+            f"21:18 error reference: unknown name 'nope' {NAMES}",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
+def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
+    assert diagnostics(body) == expected
