@@ -231,6 +231,37 @@ def test_fast_path_sees_a_live_member_and_ignores_other_groups(subreaper: None) 
                 os.waitpid(member, 0)
 
 
+def test_a_job_of_the_leaders_session_in_its_own_group_is_not_a_member(subreaper: None) -> None:
+    # A job with its own process group inside the leader's session (as a shell's job control makes
+    # one): the group scan and the fast path go by group, so it is no member (a session has it).
+    with children() as started:
+        leader = spawn(
+            started,
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                "import subprocess\n"
+                "job = subprocess.Popen(['sleep', '30'], process_group=0, stdout=subprocess.DEVNULL)\n"
+                "print(job.pid)",
+            ],
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+        )
+        assert leader.stdout is not None
+        job = int(leader.stdout.read())
+        try:
+            wait_zombie(leader.pid)
+            wait_until(lambda: job in process._our_children(), "the job was never re-parented to us")
+            assert os.getsid(job) == leader.pid and os.getpgid(job) == job
+            assert process._group_has_no_other_member(leader.pid) is True
+            assert process._scan_group(leader.pid) == [process._Member(leader.pid, os.getpid(), True)]
+        finally:
+            os.kill(job, signal.SIGKILL)
+            os.waitpid(job, 0)
+
+
 def test_fast_path_says_look_properly_without_the_children_list(
     subreaper: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
