@@ -6,6 +6,7 @@
 #   KEEP=1 tests/mutation/run.sh state         # reuse the module's last results: retest only
 #                                              # survivors and new mutants (after adding tests)
 #   TESTS='tests/test_x.py -k y' tests/mutation/run.sh state   # another test selection, this run
+#   LINES=480-804 tests/mutation/run.sh semantics               # mutate only these lines, this run
 #
 # How: the working tree is copied (git-tracked and untracked files, not .git or .venv) to a
 # scratch folder (default /tmp/wpk-mutation, or $WPK_MUTATION_DIR), installed editable into a
@@ -98,6 +99,7 @@ while IFS='|' read -r name module tests lines; do
   [ -n "$name" ] || continue
   echo "== $name: mutating $module against: $tests"
   tests="${TESTS:-$tests}"
+  lines="${LINES:-${lines:-}}"
   copy_tree
   cd "$SRC"
   cache="$DIR/cache-$name.sqlite"  # mutmut's results for this module, kept for KEEP=1
