@@ -350,6 +350,24 @@ def test_marked_finds_live_marked_processes_only() -> None:
         assert other.pid in process._marked(lambda m: m.startswith(mark))
 
 
+def test_a_mark_that_is_not_ascii_is_read_with_replacement_characters() -> None:
+    with children() as started:
+        child = spawn(started, ["sleep", "30"], env={**ENV, process.MARK_VARIABLE: "\u00e9"})
+        wait_until(lambda: process._mark_of(child.pid) is not None, "exec never happened")
+        assert process._mark_of(child.pid) == "\ufffd\ufffd"  # two UTF-8 bytes, neither ASCII
+
+
+def test_marked_never_lists_the_agent_itself() -> None:
+    # An agent started from a step (wpk inside a step) carries a mark: it must not sweep itself.
+    code = (
+        "import os\nfrom wpk.adapters.shell import process\n"
+        "print(os.getpid() in process._marked(lambda mark: mark == 'mine'))"
+    )
+    env = {**ENV, process.MARK_VARIABLE: "mine"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout == "False\n"
+
+
 def test_marked_without_proc_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_proc(path: str) -> list[str]:
         raise FileNotFoundError(path)
