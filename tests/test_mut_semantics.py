@@ -331,6 +331,31 @@ MORE: list[tuple[str, str, list[str]]] = [
 ]
 
 
+MORE += [
+    (
+        "a step without an id in the middle: the steps after it are still known",
+        "  steps:\n    - {id: a, uses: core.noop}\n    - {uses: core.noop}\n"
+        "    - {id: b, uses: core.noop, outputs: {x: '{{ result }}'}}\n"
+        "    - {id: c, uses: core.echo, needs: [b], with: {message: '{{ steps.b.outputs.x }}'}}\n",
+        ["7:7 error schema-required: missing required field 'id' in spec.steps[1]"],
+    ),
+    (
+        "a duplicate id names the line of the first `id`, not of its step",
+        "  steps:\n    - uses: core.noop\n      id: a\n    - uses: core.noop\n      id: a\n",
+        ["9:11 error duplicate-step: duplicate step id 'a' (first defined at line 7)"],
+    ),
+    (
+        "`item` and `index` in a rollback body: only when its step has `for_each`",
+        "  steps:\n    - id: a\n      uses: core.echo\n      for_each: [1, 2]\n"
+        "      with: {message: '{{ item }}'}\n"
+        "      rollback: {uses: core.echo, with: {message: '{{ item }} {{ index }}'}}\n"
+        "    - id: b\n      uses: core.echo\n      with: {message: x}\n"
+        "      rollback: {uses: core.echo, with: {message: '{{ item }}'}}\n",
+        ["14:55 error reference: `item` is only defined inside a step with `for_each`"],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
