@@ -356,6 +356,39 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "`item` and `index` in finally steps: only with their own `for_each`",
+        "  steps:\n    - {id: a, uses: core.noop}\n  finally:\n"
+        "    - {id: f, uses: core.echo, for_each: [1], with: {message: '{{ item }}'}}\n"
+        "    - {id: g, uses: core.echo, with: {message: '{{ index }}'}}\n",
+        ["9:52 error reference: `index` is only defined inside a step with `for_each`"],
+    ),
+    (
+        "a step without an id, `needs` that is no list, a need that is no string: the rest is checked",
+        "  steps:\n    - {uses: core.noop}\n    - {id: a, uses: core.noop, needs: x}\n"
+        "    - {id: b, uses: core.noop, needs: [5, zz]}\n    - {id: c, uses: core.noop, needs: [yy]}\n",
+        [
+            "6:7 error schema-required: missing required field 'id' in spec.steps[0]",
+            "7:39 error schema-type: step 'a' needs: expected list, got string",
+            "8:40 error schema-type: step 'b' needs[0]: expected string, got integer",
+            "8:43 error unknown-need: step 'b' needs unknown step 'zz'",
+            "9:40 error unknown-need: step 'c' needs unknown step 'yy'",
+        ],
+    ),
+    (
+        "`max_failures` only with `for_each`",
+        "  steps:\n    - {id: a, uses: core.noop, max_failures: 1}\n"
+        "    - {id: b, uses: core.noop, for_each: [1], max_failures: 1}\n",
+        [
+            "6:32 error max-failures-without-for-each: `max_failures` counts failed `for_each` items, "
+            "and this step has no `for_each`: remove it "
+            "(a single step's failure is tolerated with `continue_on_error`)"
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
