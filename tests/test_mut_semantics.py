@@ -389,6 +389,51 @@ MORE += [
 ]
 
 
+ITEM_ONLY = "is only defined inside a step with `for_each`"
+MORE += [
+    (
+        "`when` and `for_each` as text around a template, and as one template",
+        "  steps:\n    - {id: a, uses: core.noop, when: 'x {{ true }}'}\n"
+        "    - {id: b, uses: core.noop, for_each: 'x {{ [1] }}'}\n"
+        "    - {id: c, uses: core.noop, when: '{{ true }}', for_each: '{{ [1] }}'}\n",
+        [
+            "6:38 error when-shape: `when` must be true, false or a single {{ expression }}",
+            "7:42 error for-each-shape: `for_each` must be a list or a single {{ expression }} "
+            "that gives a list",
+        ],
+    ),
+    (
+        "a template that does not compile",
+        "  steps:\n    - {id: a, uses: core.echo, with: {message: 'x {{ 1 + }}'}}\n",
+        ["6:58 error template: invalid template: syntax error: unexpected 'end of print statement'"],
+    ),
+    (
+        "`item` and `index` are not in scope in `for_each`, `when` and `timeout` of their own step",
+        "  steps:\n    - {id: a, uses: core.echo, for_each: '{{ [item] }}', when: '{{ index }}', "
+        "timeout: '{{ item }}s', with: {message: '{{ item }} {{ index }}'}}\n",
+        [
+            f"6:47 error reference: `item` {ITEM_ONLY}",
+            f"6:68 error reference: `index` {ITEM_ONLY}",
+            f"6:92 error reference: `item` {ITEM_ONLY}",
+        ],
+    ),
+    (
+        "shell warnings: quotes around a template in a shell.run command only, and shell_unquoted",
+        "  params: {p: {type: string}}\n  steps:\n"
+        "    - {id: a, uses: shell.run, rollback: none,"
+        " with: {command: \"echo '{{ params.p }}' {{ params.p | shell_unquoted }}\"}}\n"
+        "    - {id: b, uses: core.echo, with: {message: \"echo '{{ params.p }}'\"}}\n"
+        "    - {id: c, uses: shell.run, rollback: none, with: {argv: [\"'{{ params.p }}'\"]}}\n",
+        [
+            "7:71 warning shell-quoted-template: template inside shell quotes: wpk already quotes "
+            "interpolations in `command`, so these quotes become part of the value; remove them",
+            "7:101 warning shell-unquoted: `shell_unquoted` inserts the value into the shell command "
+            "unquoted: make sure it can never come from untrusted input",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
