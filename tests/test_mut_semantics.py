@@ -434,6 +434,35 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "secrets: none declared, a near miss, all of them at once",
+        "  steps:\n    - {id: a, uses: core.echo, with: {message: '{{ secrets.x }} {{ secrets }}'}}\n",
+        [
+            "6:52 error reference: secret 'x' is not declared in spec.secrets",
+            "6:68 error reference: use one secret at a time: secrets.<name>",
+        ],
+    ),
+    (
+        "a declared secret, and one misspelt",
+        "  secrets: [token, 5]\n  steps:\n"
+        "    - {id: a, uses: core.echo, with: {message: '{{ secrets.token }} {{ secrets.tokn }}'}}\n",
+        [
+            "5:20 error schema-type: spec.secrets[1]: expected string, got integer",
+            "7:72 error reference: secret 'tokn' is not declared in spec.secrets (did you mean 'token'?)",
+        ],
+    ),
+    (
+        "a bad pattern does not stop the next parameter's default from being checked",
+        "  params:\n    q: {type: string, pattern: '('}\n    r: {type: integer, default: x}\n" + USE_ALL,
+        [
+            "6:32 error param-pattern: parameter 'q': invalid pattern: missing ) at position 1",
+            "7:33 error param-default: default of parameter 'r': expected integer, got string",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
