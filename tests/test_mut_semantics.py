@@ -463,6 +463,55 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "`result` outside outputs, unknown names, a bare `steps`, an unknown step",
+        "  steps:\n    - {id: a, uses: core.echo, outputs: {x: '{{ result }}'},"
+        " with: {message: '{{ result }} {{ parms }} {{ steps }} {{ steps.b }} {{ stepz }}'}}\n",
+        [
+            "6:82 error reference: `result` is only defined inside `outputs`",
+            f"6:95 error reference: unknown name 'parms' (did you mean 'params'?) {NAMES}",
+            "6:107 error reference: refer to one step: steps.<id>.outputs|status|result",
+            "6:119 error reference: unknown step 'b'",
+            f"6:133 error reference: unknown name 'stepz' (did you mean 'steps'?) {NAMES}",
+        ],
+    ),
+    (
+        "an unknown adapter, an unknown action",
+        "  steps:\n    - {id: a, uses: shel.run}\n    - {id: b, uses: shell.rn}\n",
+        [
+            "6:21 error unknown-adapter: unknown adapter 'shel' in 'shel.run' (did you mean 'shell'?)",
+            "7:21 error unknown-action: unknown action 'shell.rn' (did you mean 'shell.run'?)",
+        ],
+    ),
+    (
+        "`env` of shell.run: each forbidden key once, with the reason",
+        "  steps:\n    - {id: a, uses: shell.run, rollback: none,"
+        " with: {argv: [x], env: {LD_PRELOAD: x, BASH_ENV: y, OK: z}}}\n",
+        [
+            "6:72 error forbidden-env: `env` may not set 'LD_PRELOAD': it changes how programs start "
+            "(loader or shell start-up hook)",
+            "6:87 error forbidden-env: `env` may not set 'BASH_ENV': it changes how programs start "
+            "(loader or shell start-up hook)",
+        ],
+    ),
+    (
+        "inputs: text around a template is a string, unknown and missing fields",
+        "  params: {n: {type: string}}\n  steps:\n"
+        "    - {id: a, uses: core.sleep, with: {seconds: 'x{{ params.n }}', extra: 1}}\n"
+        "    - {id: b, uses: core.sleep, with: {}}\n"
+        "    - {id: c, uses: core.fail, with: {message: '{{ params.n }}'}}\n"
+        "    - {id: e, uses: k8s.scale, rollback: none,"
+        " with: {kind: Deployment, name: '{{ params.n }}', replicas: '{{ params.n | int }}'}}\n",
+        [
+            "7:49 error input: core.sleep input seconds: expected number, got string",
+            "7:68 error input: unknown field 'extra' in core.sleep inputs",
+            "8:39 error input: missing required field 'seconds' in core.sleep inputs",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
