@@ -512,6 +512,37 @@ MORE += [
 ]
 
 
+NO_INVERSE = (
+    "which has no automatic inverse: if a later step fails, rollback cannot undo it; "
+    "add a `rollback:` body, or `rollback: none` to say so"
+)
+MORE += [
+    (
+        "a whole template of unknown type is not checked against the input's type",
+        "  steps:\n    - {id: a, uses: core.noop, outputs: {x: '{{ result }}'}}\n"
+        "    - {id: b, uses: core.sleep, needs: [a], with: {seconds: '{{ steps.a.outputs.x }}'}}\n",
+        [],
+    ),
+    (
+        "no-inverse: not with `rollback: none`, `dry_run: execute`, a rollback body, a read, "
+        "or a method only known at run time",
+        "  params: {m: {type: string}}\n  steps:\n"
+        "    - {id: a, uses: shell.run, with: {argv: [x]}}\n"
+        "    - {id: b, uses: shell.run, rollback: none, with: {argv: [x]}}\n"
+        "    - {id: c, uses: shell.run, dry_run: execute, with: {argv: [x]}}\n"
+        "    - {id: e, uses: shell.run, rollback: {uses: core.noop}, with: {argv: [x]}}\n"
+        "    - {id: f, uses: api.request, with: {url: 'https://x.test', method: GET}}\n"
+        "    - {id: g, uses: api.request, with: {url: 'https://x.test', method: POST}}\n"
+        "    - {id: h, uses: api.request, with: {url: 'https://x.test', method: '{{ params.m }}'}}\n"
+        "    - {id: i, uses: core.noop, dry_run: simulate}\n",
+        [
+            f"7:21 warning no-inverse: step 'a' uses shell.run, {NO_INVERSE}",
+            f"12:21 warning no-inverse: step 'g' uses api.request, {NO_INVERSE}",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
