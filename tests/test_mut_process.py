@@ -428,6 +428,33 @@ async def wait_file(path: Path, text: str) -> None:
             await trio.sleep(0.01)
 
 
+def test_group_end_without_subreaper_finds_a_member_orphaned_elsewhere() -> None:
+    # In a process that is no subreaper the step's orphans go to another process, where the
+    # subreaper fast path (our own children) cannot see them: a group is scanned by default.
+    code = """
+import functools, os, subprocess, trio
+from wpk.adapters.shell import process
+leader = subprocess.Popen(["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"], stdout=subprocess.PIPE,
+                          start_new_session=True)
+member = int(leader.stdout.read())
+print(member, flush=True)
+os.waitid(os.P_PID, leader.pid, os.WEXITED | os.WNOWAIT)
+logs = []
+group = process._Group(leader.pid, lambda s, line: logs.append(line))
+trio.run(functools.partial(group.end, 5.0, reason="r"))
+leader.wait()
+print(len(logs))
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=30)
+    member = int(out.stdout.split()[0])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(member, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # it was re-parented to us, the nearest subreaper
+        os.waitpid(member, 0)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[1] == "1"  # the member got SIGTERM: "r: sending SIGTERM to process group ..."
+
+
 async def test_group_end_of_a_group_that_obeys_term(tmp_path: Path) -> None:
     logs: Logs = []
     with children() as started:
@@ -607,6 +634,7 @@ async def test_sweep_as_subreaper_looks_only_when_a_child_carries_the_mark(
         dead = spawn(started, ["true"], env={**ENV, process.MARK_VARIABLE: mark})
         wait_zombie(leader.pid)
         wait_zombie(dead.pid)
+        spawn(started, ["sleep", "30"])  # a live child without the mark: no reason to scan either
         process._LEADERS.add(leader.pid)  # as run_in_group does: a leader is never reaped by a sweep
         # only dead children carry the mark: nothing to do, and no /proc scan
         await process._sweep(
