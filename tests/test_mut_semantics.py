@@ -543,6 +543,51 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "a diamond: the shared ancestor is upstream through both sides, a sibling is not",
+        "  steps:\n    - {id: a, uses: core.noop}\n    - {id: b, uses: core.noop, needs: [a]}\n"
+        "    - {id: c, uses: core.noop, needs: [a]}\n    - {id: d, uses: core.noop, needs: [b, c]}\n"
+        "    - {id: e, uses: core.echo, needs: [d],"
+        " with: {message: '{{ steps.a.status }} {{ steps.c.status }}'}}\n"
+        "    - {id: x, uses: core.echo, needs: [b],"
+        " with: {message: '{{ steps.a.status }} {{ steps.c.status }}'}}\n",
+        ["11:85 error reference: step 'c' is not upstream of 'x': " + ADD_NEED],
+    ),
+    (
+        "two cycles, each reported once; references still checked around them",
+        "  steps:\n    - {id: a, uses: core.noop, needs: [b]}\n    - {id: b, uses: core.noop, needs: [a]}\n"
+        "    - {id: c, uses: core.noop, needs: [d, a]}\n    - {id: d, uses: core.noop, needs: [c]}\n"
+        "    - {id: e, uses: core.echo, needs: [a],"
+        " with: {message: '{{ steps.b.status }} {{ steps.e.status }}'}}\n",
+        [
+            "6:40 error cycle: dependency cycle: a -> b -> a",
+            "8:40 error cycle: dependency cycle: c -> d -> c",
+            "10:85 error reference: step 'e' is not upstream of 'e': " + ADD_NEED,
+        ],
+    ),
+    (
+        "a string of statements only is still checked; a `when` that does not compile is no shape error",
+        "  steps:\n    - {id: a, uses: core.echo, with: {message: '{% if nope %}x{% endif %}'}}\n"
+        "    - {id: c, uses: core.noop, when: '{{ 1 + }}'}\n",
+        [
+            "6:49 error template: invalid template: statements ({% … %}) are not allowed: "
+            "templates are {{ expressions }} only",
+            "7:46 error template: invalid template: syntax error: unexpected 'end of print statement'",
+        ],
+    ),
+    (
+        "an input of several types names them all",
+        "  params: {v: {type: array}}\n  steps:\n    - {id: a, uses: k8s.wait,"
+        " with: {kind: Deployment, name: x, jsonpath: '{.x}', value: '{{ params.v }}'}}\n",
+        [
+            "7:90 error input-type: k8s.wait input value: expected string or number or boolean or null, "
+            "but parameter 'v' is declared array"
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
