@@ -591,3 +591,35 @@ MORE += [
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# The small shell lexer behind the shell-quoted-template warning
+
+from wpk.engine.semantics import _templates_inside_shell_quotes  # noqa: E402 - with its table
+
+# (command, the offsets of each `{{` that sits inside shell quotes)
+SHELL_QUOTES: list[tuple[str, list[int]]] = [
+    ("echo {{ a }}", []),
+    ("echo '{{ a }}'", [6]),
+    ('echo "{{ a }}"', [6]),
+    ('echo "$(grep {{ a }})"', []),  # a command substitution opens a fresh context
+    ("echo \"$(grep '{{ a }}')\"", [14]),
+    ('echo "`cat {{ a }}`"', []),
+    ("echo `echo '{{ a }}'`", [12]),
+    ("echo \\'{{ a }}", []),  # an escaped quote opens nothing
+    ('echo "a\\"{{ a }}"', [9]),  # nor does it close
+    ('echo "$(f (x) {{ a }})"', []),  # parentheses inside $( … ) are counted
+    ('echo "$(f (x)) {{ a }}"', [15]),
+    ('echo "it\'s {{ a }}"', [11]),  # a single quote inside double quotes is a character
+    ("echo '{{ a }}' {{ b }}", [6]),
+    ("echo '{{ a", [6]),
+    ("echo '$(' {{ a }}", []),
+    ('echo $(echo "{{ a }}") {{ b }}', [13]),
+    ("echo 'x' {{ a }} \"{{ b }}\"", [18]),
+]
+
+
+@pytest.mark.parametrize(("command", "offsets"), SHELL_QUOTES)
+def test_templates_inside_shell_quotes(command: str, offsets: list[int]) -> None:
+    assert _templates_inside_shell_quotes(command) == offsets
