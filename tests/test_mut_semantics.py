@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from wpk.engine.semantics import _templates_inside_shell_quotes
 from wpk.engine.validate import validate_text
 
 HEAD = "apiVersion: wpk/v1\nkind: Runbook\nmetadata: {name: t, version: 1.0.0}\nspec:\n"
@@ -595,8 +596,6 @@ def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) ->
 
 # --------------------------------------------------------------------------------------------
 # The small shell lexer behind the shell-quoted-template warning
-
-from wpk.engine.semantics import _templates_inside_shell_quotes  # noqa: E402 - with its table
 
 # (command, the offsets of each `{{` that sits inside shell quotes)
 SHELL_QUOTES: list[tuple[str, list[int]]] = [
