@@ -146,6 +146,7 @@ print(line)
 with open(report, "a") as f:
     f.write(line + "\n")
 PY
+  cp .mutmut-cache "$cache"  # first: the diffs below take a while, and a run may be stopped
   "$VENV/bin/mutmut" show "$module" >"$DIR/survivors-$name.txt" 2>&1 || true
   "$VENV/bin/python" - "$module" >"$DIR/survivors-$name.diff" <<'PY' || true
 import sqlite3, subprocess, sys  # every survivor as a diff, to read them all at once
@@ -158,7 +159,6 @@ for i in ids:
     out = subprocess.run([sys.executable, "-m", "mutmut", "show", str(i)], capture_output=True, text=True)
     print(f"### mutant {i}\n{out.stdout}")
 PY
-  cp .mutmut-cache "$cache"
 done <<<"$ROWS"
 
 echo "== report: $REPORT"
