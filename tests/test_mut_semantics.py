@@ -589,6 +589,56 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "every unknown need of a step is reported",
+        "  steps:\n    - {id: a, uses: core.noop}\n    - {id: c, uses: core.noop, needs: [yy, a, zz]}\n",
+        [
+            "7:40 error unknown-need: step 'c' needs unknown step 'yy'",
+            "7:47 error unknown-need: step 'c' needs unknown step 'zz'",
+        ],
+    ),
+    (
+        "unknown parameters, with and without a near miss",
+        "  params: {p: {type: string}}\n  steps:\n"
+        "    - {id: a, uses: core.echo, with: {message: '{{ params.p }} {{ params.q }} {{ params.pp }}'}}\n",
+        [
+            "7:67 error reference: unknown parameter 'q'",
+            "7:82 error reference: unknown parameter 'pp' (did you mean 'p'?)",
+        ],
+    ),
+    (
+        "a step's outputs are listed when one is missing",
+        "  steps:\n    - {id: a, uses: core.noop, outputs: {x: '{{ result }}', y: '{{ result }}'}}\n"
+        "    - {id: b, uses: core.echo, needs: [a], with: {message: '{{ steps.a.outputs.z }}'}}\n",
+        ["7:64 error reference: step 'a' has no output 'z' (its outputs: x, y)"],
+    ),
+    (
+        "several input problems in one step: each skipped or reported on its own",
+        "  params: {n: {type: integer}}\n  steps:\n"
+        "    - {id: a, uses: core.noop, outputs: {x: '{{ result }}'}}\n"
+        "    - {id: b, uses: api.request, rollback: none, needs: [a], with: {url: 'https://x.test',"
+        " verify_tls: '{{ steps.a.outputs.x }}', follow_redirects: '{{ params.n }}', body: '{{ params.n }}',"
+        " max_response_bytes: 'x{{ params.n }}', method: PUSH}}\n",
+        [
+            "8:149 error input-type: api.request input follow_redirects: expected boolean, "
+            "but parameter 'n' is declared integer",
+            "8:211 error input: api.request input max_response_bytes: expected integer, got string",
+            "8:238 error input: api.request input method: "
+            "'PUSH' is not one of 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH', 'DELETE'",
+        ],
+    ),
+    (
+        "an action with a read-only condition and no `with` at all",
+        "  steps:\n    - {id: a, uses: api.request}\n",
+        [
+            "6:7 error input: missing required field 'url' in api.request inputs",
+            f"6:21 warning no-inverse: step 'a' uses api.request, {NO_INVERSE}",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
