@@ -639,6 +639,41 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "a cycle that does not return to where the search began",
+        "  steps:\n    - {id: x, uses: core.noop, needs: [y]}\n    - {id: y, uses: core.noop, needs: [z]}\n"
+        "    - {id: z, uses: core.noop, needs: [y]}\n",
+        ["7:40 error cycle: dependency cycle: y -> z -> y"],
+    ),
+    (
+        "a cycle is reported at the need that closes it, in its own step",
+        "  steps:\n    - {id: p, uses: core.noop, needs: [q]}\n    - {id: q, uses: core.noop}\n"
+        "    - {id: a, uses: core.noop, needs: [q, b]}\n    - {id: b, uses: core.noop, needs: [a]}\n",
+        ["8:43 error cycle: dependency cycle: a -> b -> a"],
+    ),
+    (
+        "ancestors of a step written before its needs; the first step is not everyone's",
+        "  steps:\n    - {id: w, uses: core.noop}\n"
+        "    - {id: z, uses: core.echo, needs: [y],"
+        " with: {message: '{{ steps.x.status }} {{ steps.w.status }}'}}\n"
+        "    - {id: y, uses: core.noop, needs: [x]}\n    - {id: x, uses: core.noop}\n",
+        ["7:85 error reference: step 'w' is not upstream of 'z': " + ADD_NEED],
+    ),
+    (
+        "shell.run input errors around a forbidden env key are all reported",
+        "  steps:\n    - {id: a, uses: shell.run, rollback: none,"
+        " with: {argv: 5, env: {LD_PRELOAD: x}, cwd: 7}}\n",
+        [
+            "6:61 error input: shell.run input argv: expected list, got integer",
+            "6:70 error forbidden-env: `env` may not set 'LD_PRELOAD': it changes how programs start "
+            "(loader or shell start-up hook)",
+            "6:91 error input: shell.run input cwd: expected string, got integer",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
@@ -666,6 +701,11 @@ SHELL_QUOTES: list[tuple[str, list[int]]] = [
     ("echo '$(' {{ a }}", []),
     ('echo $(echo "{{ a }}") {{ b }}', [13]),
     ("echo 'x' {{ a }} \"{{ b }}\"", [18]),
+    ("'{{ a }}'", [1]),
+    ("echo 'ab {{ a }}'", [9]),  # only a quote closes a quote
+    ("echo \\\\'{{ a }}'", [8]),  # an escaped backslash, then a real quote
+    ('echo "`x` {{ a }}"', [10]),  # a backtick closes its backtick
+    ('echo "$(f ((x)) {{ a }})"', []),  # parentheses nest inside $( … )
 ]
 
 
