@@ -35,7 +35,7 @@ MODULES=(
   "hostpolicy|adapters/guards/hostpolicy.py|tests/test_hostpolicy_tables.py tests/test_hostpolicy.py"
   "state|engine/state.py|tests/test_state_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "conductor|engine/conductor.py|tests/test_conductor_tables.py tests/test_semantics_tables.py tests/test_runner.py"
-  "secrets|engine/secrets.py|tests/test_masking_tables.py tests/test_mut_secrets.py"
+  "secrets|engine/secrets.py|tests/test_masking_tables.py tests/test_mut_secrets.py tests/test_hardening_secrets.py"
   "model|engine/model.py|tests/test_model_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py tests/test_mut_semantics.py"
   # without the three hypothesis properties: 13 of the file's 17 s, and random from run to run
