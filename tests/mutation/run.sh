@@ -97,8 +97,8 @@ REPORT="$DIR/report.txt"
 echo "mutation run $(date -u +%Y-%m-%dT%H:%MZ) on $(cd "$ROOT" && git rev-parse --short HEAD)" >>"$REPORT"
 while IFS='|' read -r name module tests lines; do
   [ -n "$name" ] || continue
-  echo "== $name: mutating $module against: $tests"
   tests="${TESTS:-$tests}"
+  echo "== $name: mutating $module against: $tests"
   lines="${LINES:-${lines:-}}"
   copy_tree
   cd "$SRC"
