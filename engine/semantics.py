@@ -247,9 +247,8 @@ class Checker:
         if _plainly_valid(schema, value):
             return  # no jsonschema (nor its 90 ms import) for the common parameter
         for err in iter_leaf_errors(_param_validator(schema), value):
-            where = f"default of parameter {name!r}" + (
-                describe_path(list(err.absolute_path)).join(" ()") if err.absolute_path else ""
-            )
+            inside = f" ({describe_path(list(err.absolute_path))})" if err.absolute_path else ""
+            where = f"default of parameter {name!r}{inside}"
             message, _ = friendly_message(err, where)
             self.error(path + tuple(err.absolute_path), "param-default", message)
 

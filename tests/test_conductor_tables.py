@@ -247,3 +247,38 @@ def test_commands_and_compensations_are_immutable_values() -> None:
         undo.step = "other"  # type: ignore[misc]
     assert not hasattr(undo, "__dict__")
     assert not hasattr(Conductor(workflow(DIAMOND)), "__dict__")
+
+
+# fail_fast: (the default) the first failure halts new work; `fail_fast: false` lets it go on
+HALTED = "not started: the run failed at step 'e' (fail_fast)"
+
+
+def test_fail_fast_halts_new_work_at_the_first_failure_and_names_it() -> None:
+    conductor = Conductor(workflow(DIAMOND))
+    assert conductor.stop_reason() is None
+    assert conductor.on_finished("a", S.COMPLETED) == [StartStep("b"), StartStep("c")]
+    assert conductor.on_finished("e", S.FAILED) == []
+    assert conductor.stop_reason() == HALTED
+    assert conductor.on_finished("b", S.FAILED) == []  # a later failure does not take over
+    assert conductor.stop_reason() == HALTED
+    assert conductor.on_finished("c", S.COMPLETED) == [SkipStep("d", "upstream step 'b' failed")]
+    assert conductor.on_finished("tolerant", S.COMPLETED) == [SkipStep("after_tolerant", HALTED)]
+    assert conductor.failures == ["e", "b"]
+
+
+def test_a_tolerated_failure_does_not_halt_and_a_failure_is_counted_once() -> None:
+    conductor = Conductor(workflow(DIAMOND))
+    assert conductor.on_finished("tolerant", S.FAILED) == [StartStep("after_tolerant")]
+    assert conductor.stop_reason() is None
+    conductor.failed("e")
+    conductor.failed("e")  # a rollout past max_failures, then the step's own end
+    assert conductor.failures == ["e"] and conductor.stop_reason() == HALTED
+
+
+def test_without_fail_fast_the_run_goes_on_after_a_failure() -> None:
+    conductor = Conductor(workflow("\n    fail_fast: false" + DIAMOND))
+    conductor.on_finished("a", S.COMPLETED)
+    assert conductor.on_finished("e", S.FAILED) == []
+    assert conductor.stop_reason() is None
+    assert conductor.on_finished("tolerant", S.COMPLETED) == [StartStep("after_tolerant")]
+    assert conductor.failures == ["e"]

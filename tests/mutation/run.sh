@@ -3,7 +3,10 @@
 #
 #   tests/mutation/run.sh                      # every module in the table below
 #   tests/mutation/run.sh hostpolicy secrets   # some of them, by short name
-#   KEEP=1 tests/mutation/run.sh state         # keep the scratch copy's caches between runs
+#   KEEP=1 tests/mutation/run.sh state         # reuse the module's last results: retest only
+#                                              # survivors and new mutants (after adding tests)
+#   TESTS='tests/test_x.py -k y' tests/mutation/run.sh state   # another test selection, this run
+#   LINES=480-804 tests/mutation/run.sh semantics               # mutate only these lines, this run
 #
 # How: the working tree is copied (git-tracked and untracked files, not .git or .venv) to a
 # scratch folder (default /tmp/wpk-mutation, or $WPK_MUTATION_DIR), installed editable into a
@@ -18,6 +21,8 @@
 # $DIR/report.txt, and the surviving mutants as diffs in $DIR/survivors-<module>.txt.
 # Not part of .ci/run: it takes minutes per module. Results and their date: docs/testing.md.
 set -euo pipefail
+{ # the whole script is one block, read before it runs: editing this file mid-run is safe
+
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DIR="${WPK_MUTATION_DIR:-/tmp/wpk-mutation}"
@@ -30,12 +35,14 @@ MODULES=(
   "hostpolicy|adapters/guards/hostpolicy.py|tests/test_hostpolicy_tables.py tests/test_hostpolicy.py"
   "state|engine/state.py|tests/test_state_tables.py tests/test_semantics_tables.py tests/test_runner.py"
   "conductor|engine/conductor.py|tests/test_conductor_tables.py tests/test_semantics_tables.py tests/test_runner.py"
-  "secrets|engine/secrets.py|tests/test_masking_tables.py"
+  "secrets|engine/secrets.py|tests/test_masking_tables.py tests/test_mut_secrets.py tests/test_hardening_secrets.py"
   "model|engine/model.py|tests/test_model_tables.py tests/test_semantics_tables.py tests/test_runner.py"
-  "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py"
-  "expressions|engine/expressions.py|tests/test_expressions.py"
-  # the process-kill code only: group scan, reaping, TERM-then-KILL (lines 238-392)
-  "process|adapters/shell/process.py|tests/test_shell_adapter.py -k 'group or kill or cancel or reaped or without_proc or normal_exit or leaves or many_steps or sigterm'|238-392"
+  "semantics|engine/semantics.py|tests/test_validation_edges.py tests/test_validate_rules.py tests/test_mut_semantics.py"
+  # without the three hypothesis properties: 13 of the file's 17 s, and random from run to run
+  "expressions|engine/expressions.py|tests/test_expressions.py -k 'not arbitrary_text and not compiled_templates_raises and not just_under_the_caps'"
+  # the process-kill code only: subreaper, group scan, reaping, marks and sweeps, TERM-then-KILL
+  # (from become_subreaper to the end of _Group.end)
+  "process|adapters/shell/process.py|tests/test_mut_process.py tests/test_shell_adapter.py tests/test_hardening_process.py -k '(mut_process or group or kill or cancel or reaped or without_proc or normal_exit or leaves or many_steps or sigterm or setsid or clears or spares) and not killed_agent'|238-557"
 )
 
 select_modules() {
@@ -90,9 +97,16 @@ REPORT="$DIR/report.txt"
 echo "mutation run $(date -u +%Y-%m-%dT%H:%MZ) on $(cd "$ROOT" && git rev-parse --short HEAD)" >>"$REPORT"
 while IFS='|' read -r name module tests lines; do
   [ -n "$name" ] || continue
+  tests="${TESTS:-$tests}"
   echo "== $name: mutating $module against: $tests"
+  lines="${LINES:-${lines:-}}"
   copy_tree
   cd "$SRC"
+  cache="$DIR/cache-$name.sqlite"  # mutmut's results for this module, kept for KEEP=1
+  if [ -n "${KEEP:-}" ] && [ -f "$cache" ]; then
+    # mutmut keeps a killed mutant killed and retests the others (the tests have changed)
+    cp "$cache" .mutmut-cache
+  fi
   start=$(date +%s)
   # mutmut splits the runner with shlex, so a quoted -k expression in the selection works
   runner="$VENV/bin/python -I -S $SRC/tests/mutation/zygote.py client $SOCK -x -q -p no:cacheprovider $tests"
@@ -132,8 +146,22 @@ print(line)
 with open(report, "a") as f:
     f.write(line + "\n")
 PY
+  cp .mutmut-cache "$cache"  # first: the diffs below take a while, and a run may be stopped
   "$VENV/bin/mutmut" show "$module" >"$DIR/survivors-$name.txt" 2>&1 || true
+  "$VENV/bin/python" - "$module" >"$DIR/survivors-$name.diff" <<'PY' || true
+import sqlite3, subprocess, sys  # every survivor as a diff, to read them all at once
+module = sys.argv[1]
+db = sqlite3.connect(".mutmut-cache")
+ids = [r[0] for r in db.execute(
+    "select m.id from Mutant m join Line l on m.line = l.id join SourceFile f on l.sourcefile = f.id"
+    " where f.filename = ? and m.status = 'bad_survived' order by l.line_number", (module,))]
+for i in ids:
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", str(i)], capture_output=True, text=True)
+    print(f"### mutant {i}\n{out.stdout}")
+PY
 done <<<"$ROWS"
 
 echo "== report: $REPORT"
 cat "$REPORT"
+exit
+}

@@ -26,9 +26,12 @@ def serve(path: str) -> None:
         "pytest", "_pytest.python", "_pytest.assertion.rewrite",
         "hypothesis", "trio", "trio.testing", "jinja2", "jinja2.sandbox",
         "httpx", "yaml", "jsonschema", "fastjsonschema", "regex", "starlette", "hypercorn",
+        # pytest's plugins from entry points: the schemathesis one alone costs ~0.5 s CPU to import
+        "schemathesis.pytest.plugin", "pytest_trio.plugin", "anyio.pytest_plugin", "_hypothesis_pytestplugin",
     ):  # fmt: skip
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    _preload_dependencies_of("wpk")
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -66,6 +69,25 @@ def serve(path: str) -> None:
             code = _wait(pid, conn)
             if code is not None:
                 conn.sendall(str(code if code >= 0 else 128 - code).encode())
+
+
+def _preload_dependencies_of(package: str) -> None:
+    """Import every module of `package`, keep the libraries they pulled in, forget the package.
+
+    The server starts before mutmut edits anything, so this reads the unmutated files; dropping
+    them from sys.modules makes each child import the package afresh, from the mutated file,
+    while the libraries it uses (kubernetes, sqlite, the adapters' clients ...) are already loaded.
+    """
+    import importlib
+    import pkgutil
+
+    with contextlib.suppress(Exception):
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, package + "."):
+            with contextlib.suppress(Exception):
+                importlib.import_module(info.name)
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+        del sys.modules[name]
 
 
 def _wait(pid: int, conn: socket.socket) -> int | None:
