@@ -18,6 +18,8 @@ from wpk.engine.secrets import Redactor, derived_forms
 ROWS: list[tuple[str, str, str]] = [
     ("abc\nlongsecretline", "abc here; longsecretline there", "abc here; *** there"),
     ("abcd\nlongsecretline", "abcd here; longsecretline there", "*** here; *** there"),
+    # a 4-character line with both quote kinds: no escaped form of it equals the line itself
+    ("xy\na'\"b", "see a'\"b", "see ***"),
     ("aaaaa'bbbbbb", "aaaaa alone, bbbbbb alone", "aaaaa alone, *** alone"),
     ("aaaaaa'bbbbb", "aaaaaa alone, bbbbb alone", "*** alone, bbbbb alone"),
     ("xyz", "xyz and eHl6 and 78797a", "*** and *** and ***"),  # a short secret: all its forms
