@@ -445,6 +445,10 @@ def test_a_fresh_record_and_its_defaults() -> None:
         None,
     )
     assert (step.items, step.compensation_error) == (None, None)
+    assert state.rollback_plan is None  # no rollback planned or under way
+    assert (
+        reduce(created(Log(), []).add(E.EXECUTION_FINISHED, status="completed").events).rollback_plan is None
+    )
     # slots: a 10,000-step execution holds 10,000 records
     for record in (state, step, ItemRecord(0)):
         assert not hasattr(record, "__dict__")
