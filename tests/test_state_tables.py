@@ -445,6 +445,10 @@ def test_a_fresh_record_and_its_defaults() -> None:
         None,
     )
     assert (step.items, step.compensation_error) == (None, None)
+    assert state.rollback_plan is None  # no rollback planned or under way
+    assert (
+        reduce(created(Log(), []).add(E.EXECUTION_FINISHED, status="completed").events).rollback_plan is None
+    )
     # slots: a 10,000-step execution holds 10,000 records
     for record in (state, step, ItemRecord(0)):
         assert not hasattr(record, "__dict__")
@@ -460,3 +464,107 @@ def test_counters_count_and_defaults_of_a_bare_completion() -> None:
     assert (state.steps["a"].attempts, state.logs, state.completed_count) == (2, 3, 2)
     assert state.steps["a"].read_only is False  # not said: a write
     assert (state.status, state.finished_at, state.closed) == (ExecutionStatus.COMPLETED, 120.0, False)
+
+
+def test_a_resumed_compensation_says_how_and_shows_it() -> None:
+    """A lost agent's compensation taken over (`compensation_started` with `resumed`) keeps the
+    how on the record and in its dict; a plain compensation leaves both without it."""
+    log = created(Log(), ["a", "b"]).add(E.STEP_STARTED, "a").add(E.STEP_COMPLETED, "a")
+    log.add(E.STEP_STARTED, "b").add(E.STEP_FAILED, "b", error="e")
+    log.add(E.ROLLBACK_STARTED, plan=[{"step": "a"}])
+    log.add(E.COMPENSATION_STARTED, "a")
+    log.add(E.COMPENSATION_STARTED, "a", resumed="ran again: idempotent")  # compensating again
+    log.add(E.COMPENSATION_STARTED, "b", resumed="")  # said, but empty: nothing to show
+    state = reduce(log.events)
+    a, b = state.steps["a"], state.steps["b"]
+    assert (a.status, a.compensation_resumed) == (S.COMPENSATING, "ran again: idempotent")
+    assert a.as_dict()["compensation_resumed"] == "ran again: idempotent"
+    assert (b.status, b.compensation_resumed) == (S.COMPENSATING, None)
+    assert "compensation_resumed" not in b.as_dict()
+    assert StepRecord("x").compensation_resumed is None
+    assert (state.status, state.rollback_plan) == (ExecutionStatus.ROLLING_BACK, [{"step": "a"}])
+    log.add(E.COMPENSATION_COMPLETED, "a").add(E.COMPENSATION_FAILED, "b", error="no inverse")
+    state = reduce(log.events)
+    assert (state.steps["a"].status, state.steps["a"].compensation_resumed) == (
+        S.COMPENSATED,
+        "ran again: idempotent",
+    )
+    assert (state.steps["b"].status, state.steps["b"].compensation_error) == (
+        S.COMPENSATION_FAILED,
+        "no inverse",
+    )
+
+
+def test_items_keep_their_undo_and_reason() -> None:
+    """Per-item undo (what compensating that item needs) and reason (why it failed), as a
+    resumed rollback reads them; an event without a reason keeps the one the item had."""
+    log = created(Log(), ["w"]).add(E.STEP_STARTED, "w")
+    log.add(E.ATTEMPT_STARTED, "w", 0, attempt=1)
+    log.add(E.ITEM_COMPLETED, "w", 0, outputs={"o": 0}, result={"r": 0}, undo={"delete": "x0"})
+    log.add(E.ATTEMPT_STARTED, "w", 1, attempt=1)
+    log.add(E.ATTEMPT_FAILED, "w", 1, error="slow", reason="timeout")
+    log.add(E.ITEM_FAILED, "w", 1, error="gave up")  # no reason: keeps the attempt's
+    log.add(E.ATTEMPT_STARTED, "w", 2, attempt=1)
+    log.add(E.ATTEMPT_FAILED, "w", 2, error="e1", reason="first")
+    log.add(E.ATTEMPT_FAILED, "w", 2, error="e2")  # no reason: keeps "first"
+    log.add(E.ITEM_FAILED, "w", 2, error="e3", reason="agent lost")
+    log.add(E.ITEM_COMPLETED, "w", 3)  # bare: nothing to undo
+    items = reduce(log.events).steps["w"].items or {}
+    assert (items[0].status, items[0].undo, items[0].reason, items[0].result) == (
+        S.COMPLETED,
+        {"delete": "x0"},
+        None,
+        {"r": 0},
+    )
+    assert (items[1].status, items[1].error, items[1].reason, items[1].undo) == (
+        S.FAILED,
+        "gave up",
+        "timeout",
+        None,
+    )
+    assert (items[2].status, items[2].error, items[2].reason) == (S.FAILED, "e3", "agent lost")
+    assert (items[3].status, items[3].undo, items[3].outputs, items[3].result) == (
+        S.COMPLETED,
+        None,
+        None,
+        None,
+    )
+    fresh = ItemRecord(7)
+    assert (fresh.index, fresh.status, fresh.attempts, fresh.undo, fresh.reason) == (
+        7,
+        S.PENDING,
+        0,
+        None,
+        None,
+    )
+    assert fresh.as_dict() == {"index": 7, "status": "pending", "attempts": 0, "outputs": None, "error": None}
+
+
+def test_a_step_run_again_on_resume_and_plans_kept() -> None:
+    """A running step started again (its agent was lost) restarts its clock and takes the new
+    attempt number; a completion without a plan keeps the dry-run plan it had, and a finish
+    without a rollback plan keeps the one the rollback set."""
+    log = created(Log(), ["a"]).add(E.STEP_STARTED, "a", attempt=1)
+    log.add(E.STEP_STARTED, "a", attempt=3)  # seq 3, resumed
+    state = reduce(log.events)
+    a = state.steps["a"]
+    assert (a.status, a.attempts, a.started_at, state.current) == (S.RUNNING, 3, 30.0, {"a"})
+    a.plan = {"inputs": {"n": 1}}
+    state.apply(Event(4, E.STEP_COMPLETED, 40.0, "a", None, {"outputs": {"o": 1}}))
+    assert (a.plan, a.outputs, a.undo, a.result) == ({"inputs": {"n": 1}}, {"o": 1}, None, None)
+    state.apply(Event(5, E.ROLLBACK_STARTED, 50.0, None, None, {"plan": [{"step": "a"}]}))
+    state.apply(Event(6, E.EXECUTION_FINISHED, 60.0, None, None, {"status": "rolled_back"}))
+    assert (state.rollback_plan, state.status, state.error) == (
+        [{"step": "a"}],
+        ExecutionStatus.ROLLED_BACK,
+        None,
+    )
+    dry = created(Log(), ["a"], dry_run=True).add(E.STEP_STARTED, "a")
+    dry.add(E.STEP_COMPLETED, "a", plan={"summary": "read"})
+    dry.add(E.EXECUTION_FINISHED, status="completed", rollback_plan=[{"step": "a", "would": "undo"}])
+    state = reduce(dry.events)
+    assert (state.steps["a"].plan, state.rollback_plan, state.last_seq) == (
+        {"summary": "read"},
+        [{"step": "a", "would": "undo"}],
+        4,
+    )

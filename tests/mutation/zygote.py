@@ -4,7 +4,9 @@ mutmut runs its test command once per mutant. Most of that command's cost on thi
 starting Python and importing pytest, its plugins, trio, hypothesis, Jinja2 and httpx. `serve`
 imports all of those once (never `wpk` itself, which must be read fresh from the mutated files),
 then forks a child per request that runs `pytest.main(args)` in the requested directory; the
-light `client` (stdlib only) is what mutmut calls. The exit code is pytest's.
+light `client` (stdlib only) is what mutmut calls. The exit code is pytest's, except that a
+run stopped at collection (2, or 4 with node ids: the mutant broke the import) is reported as
+1, a failure, which is the only code mutmut 2 counts as a killed mutant.
 
     python zygote.py serve SOCKET &
     python -I -S zygote.py client SOCKET -x -q tests/test_x.py
@@ -57,6 +59,12 @@ def serve(path: str) -> None:
                     # hypothesis is pre-imported, so pytest cannot rewrite its asserts: say so quietly
                     quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
                     code = int(pytest.main([*quiet, *request["args"]]))
+                    # mutmut 2 counts only exit 1 as "killed". A mutant that breaks the import
+                    # (`PENDING = None` in a StrEnum raises TypeError) makes pytest stop at
+                    # collection with 2 (interrupted), or 4 (usage error) when the selection
+                    # names tests by node id, which mutmut would count as survived.
+                    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
+                        code = 1
                 except BaseException:
                     import traceback
 
