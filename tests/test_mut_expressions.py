@@ -1,33 +1,443 @@
 """Expressions behaviour found unpinned by mutation testing (tests/mutation/run.sh expressions).
 
 Table tests through the public entry points (`render_template`, `render_value`,
-`compile_template`), with exact values and exact wpk error messages."""
+`compile_template`) with exact values and wpk's exact error messages: every cap at its edge (the
+last value accepted, the first refused), the size estimates quoted in messages, each filter's and
+test's own checks, and the public types."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
+from wpk.engine import expressions
 from wpk.engine.expressions import (
+    CompiledTemplate,
     ExpressionError,
+    Reference,
     RenderError,
     compile_template,
     render_template,
     render_value,
 )
 
+SCOPE: dict[str, Any] = {
+    "params": {
+        "s": "abc",
+        "n": 3,
+        "l": [1, 2, 3],
+        "m": {"a": 1, "b": 2},
+        "none": None,
+        "nested": {"a": {"b": [10, 20]}},
+        "pods": [{"name": "p1", "r": 1}, {"name": "p2", "r": 2}],
+    },
+    "secrets": {"tok": "hunter2"},
+}
+
 
 def render(text: str, scope: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    return render_template(text, scope if scope is not None else {}, **kwargs)
+    return render_template(text, SCOPE if scope is None else scope, **kwargs)
+
+
+def refused(text: str, scope: dict[str, Any] | None = None, **kwargs: Any) -> str:
+    with pytest.raises(RenderError) as info:
+        render(text, scope, **kwargs)
+    assert str(info.value) == info.value.message
+    return info.value.message
+
+
+def too_large(what: str) -> str:
+    return f"arithmetic result too large: {what}"
+
+
+# -- the caps at their edges ----------------------------------------------------------------------
+
+CAP_ROWS = [
+    # text, the value it renders (or None when refused), the exact error (or None)
+    ("{{ ('x' * 1000000) | length }}", 1_000_000, None),
+    ("{{ 'x' * 1000001 }}", None, too_large("repeating a str 1000001 times (limit 1000000)")),
+    ("{{ 1000001 * 'x' }}", None, too_large("repeating a str 1000001 times (limit 1000000)")),
+    ("{{ 'x' * 0 }}", "", None),
+    ("{{ 'x' * -1 }}", "", None),
+    ("{{ 'x' * true }}", "x", None),
+    ("{{ 3 * 'ab' }}", "ababab", None),
+    # a list counts its items plus their sizes: ['ab'] is 4 per repeat
+    ("{{ (['ab'] * 250000) | length }}", 250_000, None),
+    ("{{ ['ab'] * 333333 }}", None, too_large("list of size 1333332 (limit 1000000)")),
+    ("{{ [1, 2] * 500001 }}", None, too_large("list of size 2000004 (limit 1000000)")),
+    ("{{ 2 ** 4095 > 0 }}", True, None),
+    ("{{ (-2) ** 4095 < 0 }}", True, None),
+    ("{{ 2 ** 4096 }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
+    ("{{ 2 ** 5000 }}", None, too_large("an integer of about 5000 bits (limit 4096)")),
+    ("{{ 3 ** 2584 > 0 }}", True, None),
+    ("{{ 3 ** 2585 }}", None, too_large("an integer of about 4098 bits (limit 4096)")),
+    ("{{ 1 ** 100000 }}", 1, None),
+    ("{{ (-1) ** 100001 }}", -1, None),
+    ("{{ 2 ** -1 }}", 0.5, None),
+    ("{{ (2 ** 2000) * (2 ** 2094) > 0 }}", True, None),
+    ("{{ (2 ** 2000) * (2 ** 2095) }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
+    ("{{ (2 ** 4094) + (2 ** 4094) > 0 }}", True, None),
+    ("{{ (2 ** 4095) + 1 }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
+    ("{{ (2 ** 4095) - 1 }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
+    ("{{ (2 ** 4094) - (2 ** 4094) }}", 0, None),
+    ("{{ (('a' * 500000) + ('a' * 499998)) | length }}", 999_998, None),
+    (
+        "{{ ('a' * 500000) + ('a' * 499999) }}",
+        None,
+        too_large("joining two values of total size 1000001 (limit 1000000)"),
+    ),
+    ("{{ ([1] * 10) + [2] }}", [1] * 10 + [2], None),
+    ("{{ ('%1000d' % 1) | length }}", 1000, None),
+    ("{{ '%1001d' % 1 }}", None, too_large("a % format width of 1001 (limit 1000)")),
+    ("{{ '%099999d' % 1 }}", None, too_large("a % format width of 99999 (limit 1000)")),
+    ("{{ ('%.1000f' % 1) | length }}", 1002, None),
+    ("{{ '%*d' % (3, 1) }}", None, too_large("'*' widths in % formatting are not allowed")),
+    ("{{ '%.*f' % (3, 1) }}", None, too_large("'*' widths in % formatting are not allowed")),
+    ("{{ '%s-%s' % ('a', 'b') }}", "a-b", None),
+    ("{{ '%5d|%-3s|%.2f' % (42, 'ab', 1.5) }}", "   42|ab |1.50", None),
+    # the estimate: the format's length + its widths + each spec times the arguments' size
+    ("{{ (('%(a)s' * 1000) % {'a': 'x' * 990}) | length }}", 990_000, None),
+    (
+        "{{ (('%(a)s' * 1000) ~ 'x') % {'a': 'x' * 990} }}",
+        None,
+        too_large("% formatting of about 1000001 characters (limit 1000000)"),
+    ),
+    (
+        "{{ ('%1000s' * 999) % ('a',) }}",
+        None,
+        too_large("% formatting of about 1008990 characters (limit 1000000)"),
+    ),
+    ("{{ 2.5 | round(64) }}", 2.5, None),
+    ("{{ 2.5 | round(-64) }}", 0.0, None),
+    ("{{ 2.5 | round(65) }}", None, "round precision must be an integer between -64 and 64"),
+    ("{{ 2.5 | round(-65) }}", None, "round precision must be an integer between -64 and 64"),
+    ("{{ 2.5 | round(1.5) }}", None, "round precision must be an integer between -64 and 64"),
+    ("{{ 2.567 | round(2) }}", 2.57, None),
+    ("{{ 2.5 | round(0, 'floor') }}", 2.0, None),
+    ("{{ ('x' * 100000) | list | length }}", 100_000, None),
+    ("{{ ('x' * 100001) | list }}", None, "list result too large: 100001 characters or items (limit 100000)"),
+    ("{{ (('a,' * 99999) ~ 'a') | split(',') | length }}", 100_000, None),
+    (
+        "{{ (('a,' * 100000) ~ 'a') | split(',') }}",
+        None,
+        "split result too large: 100001 characters or items (limit 100000)",
+    ),
+    ("{{ (('a ' * 99999) ~ 'a') | split | length }}", 100_000, None),
+    (
+        "{{ (('a ' * 100000) ~ 'a') | split }}",
+        None,
+        "split result too large: 100001 characters or items (limit 100000)",
+    ),
+    ("{{ (('a,' * 200000) ~ 'a') | split(',', 99999) | length }}", 100_000, None),
+    ("{{ ('1' * 5001) | int }}", None, "text too long to convert to an integer"),
+    ("{{ ('1' * 5001) | float }}", None, "text too long to convert to a number"),
+    ("{{ ('0' * 5000) | int }}", 0, None),
+    ("{{ ('1' * 5000) | float }}", None, "float: not a finite number"),
+    ("{{ ('1' * 1233) | int > 0 }}", True, None),
+    ("{{ ('1' * 1300) | int }}", None, too_large("an integer of about 4316 bits (limit 4096)")),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "error"), CAP_ROWS)
+def test_caps_at_their_edges(text: str, value: Any, error: str | None) -> None:
+    if error is None:
+        result = render(text)
+        assert result == value
+        assert type(result) is type(value)
+    else:
+        assert refused(text) == error
+
+
+def test_template_length_limit_is_exact() -> None:
+    limit = 256 * 1024
+    assert limit == expressions.MAX_TEMPLATE_LENGTH
+    text = "x" * (limit - 7) + "{{ 1 }}"
+    assert not compile_template(text).whole
+    with pytest.raises(ExpressionError) as info:
+        compile_template("x" + text)
+    assert info.value.message == f"template too long ({limit + 1} characters, limit {limit})"
+    assert info.value.offset == 0
+
+
+def test_concat_and_text_limits_are_exact() -> None:
+    limit = 8 * 1024 * 1024
+    assert limit == expressions.MAX_VALUE_SIZE
+    scope = {"params": {"s": "a" * (limit - 1)}}
+    assert len(render("{{ params.s ~ 'b' }}", scope)) == limit
+    assert refused("{{ params.s ~ 'bc' }}", scope) == (
+        f"`~` result too large: {limit + 1} characters or items (limit {limit})"
+    )
+    assert len(render("{{ params.s }}b", scope)) == limit
+    assert refused("{{ params.s }}bc", scope) == f"rendered text too large (over {limit} characters)"
+
+
+def test_render_budget_is_exact_and_shared_by_a_tree() -> None:
+    budget = 32 * 1024 * 1024
+    piece = 8 * 1024 * 1024
+    scope = {"params": {"s": "a" * (piece - 1)}}
+    tree = {f"k{i}": "{{ params.s }}-" for i in range(4)}  # 4 x 8 MiB: exactly the budget
+    assert render_value(tree, scope) == {f"k{i}": "a" * (piece - 1) + "-" for i in range(4)}
+    with pytest.raises(RenderError) as info:
+        render_value({**tree, "more": "{{ 1 }}-"}, scope)
+    assert info.value.message == f"rendered values too large (over {budget} size units in one render)"
+
+
+@pytest.mark.parametrize(("levels", "ok"), [(64, True), (65, False)])
+def test_data_nesting_limit(levels: int, ok: bool) -> None:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    scope = {"params": {"v": value}}
+    tree: Any = "{{ 1 }}"
+    for _ in range(levels + 1):
+        tree = [tree]
+    if ok:
+        assert render("{{ params.v }}", scope) == value
+        assert render_value(tree[0], scope) == value
+    else:
+        assert refused("{{ params.v }}", scope) == "value nested deeper than 64 levels"
+        with pytest.raises(RenderError) as info:
+            render_value(tree, scope)
+        assert info.value.message == "value nested deeper than 64 levels"
+
+
+@pytest.mark.parametrize(("levels", "ok"), [(64, True), (65, False)])
+def test_expression_nesting_limit(levels: int, ok: bool) -> None:
+    text = "{{ " + "-" * levels + "1 }}"
+    if ok:
+        assert render(text) == (-1 if levels % 2 else 1)
+    else:
+        with pytest.raises(ExpressionError) as info:
+            compile_template(text)
+        assert info.value.message == "expression nested too deeply (more than 64 levels)"
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(63, True), (64, True), (65, False)])
+def test_access_chain_nesting_limit(depth: int, ok: bool) -> None:
+    text = "{{ x" + ".a" * depth + " }}"
+    if ok:
+        assert compile_template(text).references[0].path == ("a",) * depth
+    else:
+        with pytest.raises(ExpressionError) as info:
+            compile_template(text)
+        assert info.value.message == "expression nested too deeply (more than 64 levels)"
+
+
+def test_a_long_key_is_cut_in_messages() -> None:
+    key = "k" * 100
+    scope = {"params": {"m": {}, "key": key}}
+    shown = repr(key)[:80]
+    assert refused("{{ params.m[params.key] }}", scope) == (
+        f"undefined: a mapping has no key {shown}… (22 more characters)"
+    )
+    key81 = "k" * 78  # repr is 80 characters: not cut
+    assert refused("{{ params.m[params.key] }}", {"params": {"m": {}, "key": key81}}) == (
+        f"undefined: a mapping has no key {key81!r}"
+    )
+
+
+# -- public types ----------------------------------------------------------------------------------
+
+
+def test_public_types_are_frozen_and_slotted() -> None:
+    compiled = compile_template("{{ params.n }}")
+    assert isinstance(compiled, CompiledTemplate)
+    ref = compiled.references[0]
+    assert ref == Reference("params", ("n",), 3)
+    for obj in (compiled, ref):
+        with pytest.raises((dataclasses.FrozenInstanceError, TypeError)):  # TypeError: slots
+            obj.source = "x"  # type: ignore[misc,union-attr]
+        assert not hasattr(obj, "__dict__")
+
+
+def test_expression_error_offset_defaults_to_zero() -> None:
+    assert ExpressionError("x").offset == 0
+    assert str(ExpressionError("boom", 4)) == "boom"
+    assert str(RenderError("bang")) == "bang"
+
+
+# -- filters and tests: values and their own error messages --------------------------------------
+
+FILTER_ROWS = [
+    ("{{ params.pods | join(',', attribute='name') }}", "p1,p2"),
+    ("{{ params.pods | sum(attribute='r') }}", 3),
+    ("{{ params.l | sum }}", 6),
+    ("{{ params.l | sum(start=10) }}", 16),
+    ("{{ [1.5, 2] | sum }}", 3.5),
+    ("{{ params.l | join('-') }}", "1-2-3"),
+    ("{{ [] | join('-') }}", ""),
+    ("{{ 'aaa' | replace('a', 'bb') }}", "bbbbbb"),
+    ("{{ 'aaa' | replace('a', 'bb', 2) }}", "bbbba"),
+    ("{{ 'aaa' | replace('a', 'bb', -1) }}", "bbbbbb"),
+    ("{{ 5 | replace('5', '6') }}", "6"),
+    ("{{ 'abc' | reverse }}", "cba"),
+    ("{{ params.l | reverse }}", [3, 2, 1]),
+    ("{{ params.m | reverse }}", ["b", "a"]),
+    ("{{ '1.5' | float }}", 1.5),
+    ("{{ 'x' | float }}", 0.0),
+    ("{{ 'x' | float(2.5) }}", 2.5),
+    ("{{ 'x' | int }}", 0),
+    ("{{ 'x' | int(7) }}", 7),
+    ("{{ 'ff' | int(0, 16) }}", 255),
+    ("{{ 'a/b?c#d' | urlencode }}", "a%2Fb%3Fc%23d"),
+    ("{{ '.' | urlencode }}", "%2E"),
+    ("{{ '..' | urlencode }}", "%2E%2E"),
+    ("{{ '...' | urlencode }}", "..."),
+    ("{{ {'a b': 'c&d', 'e': 1} | urlencode }}", "a%20b=c%26d&e=1"),
+    ("{{ 1 | string }}", "1"),
+    ("{{ [1, 'a'] | string }}", '[1, "a"]'),
+    ("{{ params.m | tojson }}", '{"a": 1, "b": 2}'),
+    ("{{ params.m | tojson(2) }}", '{\n  "a": 1,\n  "b": 2\n}'),
+    ("{{ params.m | tojson(0) }}", '{\n"a": 1,\n"b": 2\n}'),
+    ("{{ params.m | tojson(8) }}", '{\n        "a": 1,\n        "b": 2\n}'),
+    ("{{ 'é' | tojson }}", '"é"'),
+    ("{{ ['é'] | tojson(1) }}", '[\n "é"\n]'),
+    ("{{ '{\"a\": [1, 2]}' | fromjson }}", {"a": [1, 2]}),
+    ("{{ '{\"a\": 1}' | from_json }}", {"a": 1}),
+    ("{{ 'héllo' | b64encode }}", "aMOpbGxv"),
+    ("{{ 'aMOpbGxv' | b64decode }}", "héllo"),
+    ("{{ params.m | keys }}", ["a", "b"]),
+    ("{{ params.m | values }}", [1, 2]),
+    ("{{ params.m | items }}", [["a", 1], ["b", 2]]),
+    ('{{ "it\'s" | shell_quote }}', "'it'\"'\"'s'"),
+    ("{{ 'a b' | shell_unquoted }}", "a b"),
+    ("{{ 'hello world' | capitalize }}", "Hello world"),
+    ("{{ 'hello world' | title }}", "Hello World"),
+    ("{{ 'AbC' | lower }}", "abc"),
+    ("{{ 'AbC' | upper }}", "ABC"),
+    ("{{ '  x  ' | trim }}", "x"),
+    ("{{ 'xxaxx' | trim('x') }}", "a"),
+    ("{{ params.l | map('string') | list }}", ["1", "2", "3"]),
+    ("{{ params.l | select('odd') | list }}", [1, 3]),
+    ("{{ params.l | reject('odd') | list }}", [2]),
+    ("{{ params.l | select('odd') | length }}", 2),
+    ("{{ params.pods | selectattr('r', 'eq', 1) | map(attribute='name') | list }}", ["p1"]),
+    ("{{ params.pods | rejectattr('r', 'eq', 1) | map(attribute='name') | list }}", ["p2"]),
+    ("{{ ['a', 'A', 'b'] | unique }}", ["a", "b"]),
+    ("{{ ['a', 'A', 'b'] | unique(true) }}", ["a", "A", "b"]),
+    ("{{ 'a,b,c' | split(',', 1) }}", ["a", "b,c"]),
+    ("{{ 'a,b,c' | split(',', 0) }}", ["a,b,c"]),
+    ("{{ 'a b  c' | split }}", ["a", "b", "c"]),
+    ("{{ 'a b c' | split(none, 1) }}", ["a", "b c"]),
+    ("{{ params.m | list }}", ["a", "b"]),
+    ("{{ (1, 2) | list }}", [1, 2]),
+    ("{{ 'abc' | length }}", 3),
+    ("{{ 'abc' | count }}", 3),
+    ("{{ 4 is even }}", True),
+    ("{{ 3 is even }}", False),
+    ("{{ 3 is odd }}", True),
+    ("{{ 4 is odd }}", False),
+    ("{{ -3 is odd }}", True),
+    ("{{ 9 is divisibleby 3 }}", True),
+    ("{{ 9 is divisibleby 2 }}", False),
+    ("{{ 'b' is in 'abc' }}", True),
+    ("{{ 2 is in params.l }}", True),
+    ("{{ 5 is in params.l }}", False),
+    ("{{ -params.n }}", -3),
+    ("{{ +params.n }}", 3),
+    ("{{ params.n // 2 }}", 1),
+    ("{{ params.n / 2 }}", 1.5),
+    ("{{ 7 % 3 }}", 1),
+    ("{{ 7 - 10 }}", -3),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), FILTER_ROWS)
+def test_filter_and_test_values(text: str, expected: Any) -> None:
+    result = render(text)
+    assert result == expected
+    assert type(result) is type(expected)
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("word", "expected"),
     [
-        ("{{ 1 + 2 }}", 3),
-        ("a{{ 1 + 2 }}b", "a3b"),
+        ("true", True), ("yes", True), ("on", True), ("1", True), ("y", True), (" Yes ", True),
+        ("false", False), ("no", False), ("off", False), ("0", False), ("n", False), ("", False),
     ],
+)  # fmt: skip
+def test_bool_words(word: str, expected: bool) -> None:
+    assert render("{{ params.w | bool }}", {"params": {"w": word}}) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), (None, False), (0, False), (0.0, False), (2, True), (-0.5, True),
+     ([], False), ([0], True), ({}, False), ({"a": 0}, True)],
+)  # fmt: skip
+def test_bool_of_other_values(value: Any, expected: bool) -> None:
+    assert render("{{ params.w | bool }}", {"params": {"w": value}}) is expected
+
+
+ERROR_ROWS = (
+    [
+        ("{{ params.m.zz }}", "undefined: params.m.zz (params.m has no key 'zz')"),
+        ("{{ params.l[7] }}", "undefined: params.l[7] (params.l has no item 7 (it has 3))"),
+        ("{{ params.s.zz }}", "undefined: params.s.zz (params.s is a string, which has no key 'zz')"),
+        ("{{ params.none.zz }}", "undefined: params.none.zz (params.none is a null, which has no key 'zz')"),
+        ("{{ params.n.zz }}", "undefined: params.n.zz (params.n is a int, which has no key 'zz')"),
+        (
+            "{{ params.nested.a.b[5] }}",
+            "undefined: params.nested.a.b[5] (params.nested.a.b has no item 5 (it has 2))",
+        ),
+        ("{{ params.nested['a-b'] }}", "undefined: params.nested['a-b'] (params.nested has no key 'a-b')"),
+        ("{{ nosuch }}", "undefined: nosuch"),
+        ("{{ nosuch.x }}", "undefined: nosuch"),
+        ("{{ params.l | map(attribute='x') | list }}", "undefined: a int is a int, which has no key 'x'"),
+        ("{{ params.pods | join(',', attribute='zz') }}", "an item has no key 'zz'"),
+        ("{{ params.pods | sum(attribute='zz') }}", "an item has no key 'zz'"),
+        ("{{ ['a'] | sum }}", "sum needs numbers, got a str"),
+        ("{{ [2 ** 4095, 2 ** 4095] | sum }}", too_large("an integer of about 4097 bits (limit 4096)")),
+        ("{{ params.l | join(1) }}", "join separator must be a string, not int"),
+        ("{{ 'aaa' | replace('a', 'bb', 'x') }}", "replace: count must be an integer"),
+        ("{{ 'aaa' | replace(1, 'bb') }}", "replace: the old text must be a string, not int"),
+        ("{{ 'aaa' | replace('a', 1) }}", "replace: the new text must be a string, not int"),
+        ("{{ 'inf' | float }}", "float: not a finite number"),
+        ("{{ 'nan' | float }}", "float: not a finite number"),
+        ("{{ params.m | tojson(9) }}", "tojson: indent must be an integer from 0 to 8"),
+        ("{{ params.m | tojson(-1) }}", "tojson: indent must be an integer from 0 to 8"),
+        ("{{ 'x' | tojson(true) }}", "tojson: indent must be an integer from 0 to 8"),
+        ("{{ 'NaN' | fromjson }}", "fromjson: NaN is not valid JSON"),
+        ("{{ 'Infinity' | fromjson }}", "fromjson: Infinity is not valid JSON"),
+        ("{{ '{\"a\": ' | fromjson }}", "fromjson: invalid JSON at character 6: Expecting value"),
+        ("{{ 5 | fromjson }}", "fromjson: the value must be a string, not int"),
+        ("{{ 'aMOpbGxv!' | b64decode }}", "b64decode: not valid base64"),
+        ("{{ 'é' | b64decode }}", "b64decode: not valid base64"),
+        ("{{ '/w==' | b64decode }}", "b64decode: the decoded bytes are not UTF-8 text"),
+        ("{{ params.l | keys }}", "keys needs a mapping, not a list"),
+        ("{{ params.l | values }}", "values needs a mapping, not a list"),
+        ("{{ params.s | items }}", "items needs a mapping, not a str"),
+        ("{{ 'xxaxx' | trim(1) }}", "trim: chars must be a string, not int"),
+        ("{{ 'a,b' | split(1) }}", "split: the separator must be a string, not int"),
+        ("{{ 5 | split }}", "split: the value must be a string, not int"),
+        ("{{ 'a,b' | split(',', 'x') }}", "split: maxsplit must be an integer"),
+        ("{{ 5 | list }}", "list needs a string, list or mapping, not a int"),
+        ("{{ 'a' is odd }}", "the 'odd' test needs a number, not a str"),
+        ("{{ 'a' is even }}", "the 'even' test needs a number, not a str"),
+        ("{{ 'a' is divisibleby 3 }}", "the 'divisibleby' test needs a number, not a str"),
+        ("{{ 3 is divisibleby 'a' }}", "the 'divisibleby' test needs a number, not a str"),
+        ("{{ 'x' | bool }}", "cannot read 1-character text as a boolean"),
+        ("{{ 'maybe' | bool }}", "cannot read 5-character text as a boolean"),
+        ("{{ 'a' - 1 }}", "type error: unsupported operand type(s) for -: 'str' and 'int'"),
+        ("{{ params.n / 0 }}", "division by zero"),
+        ("{{ params.n // 0 }}", "division by zero"),
+    ]
+    + [
+        (f"{{{{ nosuch | {f} }}}}", "undefined: nosuch")
+        for f in ("bool", "length", "reverse", "list", "urlencode", "keys", "fromjson", "split")
+    ]
+    + [
+        ("{{ nosuch is even }}", "undefined: nosuch"),
+        ("{{ [nosuch] | sum }}", "undefined: nosuch"),
+        ("{{ [nosuch] }}", "undefined: nosuch"),
+        ("{{ {'a': nosuch} }}", "undefined: nosuch"),
+        ("{{ 'x' | replace(nosuch, 'y') }}", "undefined: nosuch"),
+    ]
 )
-def test_renders(text: str, expected: Any) -> None:
-    assert render(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), ERROR_ROWS)
+def test_filter_and_test_errors(text: str, message: str) -> None:
+    assert refused(text) == message
