@@ -441,3 +441,85 @@ ERROR_ROWS = (
 @pytest.mark.parametrize(("text", "message"), ERROR_ROWS)
 def test_filter_and_test_errors(text: str, message: str) -> None:
     assert refused(text) == message
+
+
+# -- the size estimate of each kind of value, as a repeated list quotes it -----------------------
+
+SIZE_ROWS = [
+    # [x] * n is refused with n times (the size of x plus one): each kind of value has its size
+    ("{{ [none] * 1000000 }}", None, 2_000_000),
+    ("{{ [true] * 1000000 }}", None, 2_000_000),
+    ("{{ [2.5] * 1000000 }}", None, 9_000_000),
+    ("{{ [2 ** 100] * 100000 }}", None, 3_200_000),  # 101 bits: about 31 digits
+    ("{{ [{'a': 1}] * 1000000 }}", None, 6_000_000),
+    ("{{ [[1, 2]] * 1000000 }}", None, 6_000_000),
+    ("{{ [params.x] * 1000000 }}", {1, 2}, 2_000_000),  # anything else counts one
+    # the measure goes on past the limit by whole items: 'c' is counted after the long text
+    ("{{ ['c', 'a' * 999993, 'b'] * 1 }}", None, 1_000_001),
+]
+
+
+@pytest.mark.parametrize(("text", "x", "size"), SIZE_ROWS)
+def test_size_of_each_kind_of_value(text: str, x: Any, size: int) -> None:
+    assert refused(text, {"params": {"x": x}}) == too_large(f"list of size {size} (limit 1000000)")
+
+
+DATA_ROWS = [
+    ("{{ {none: 1, 2: 2, 1.5: 3, 'a': 4, true: 5} }}", {None: 1, 2: 2, 1.5: 3, "a": 4, True: 5}),
+    ("x{{ {none: 1, 2: 2, 1.5: 3, 'a': 4} }}", 'x{"null": 1, "2": 2, "1.5": 3, "a": 4}'),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), DATA_ROWS)
+def test_mapping_keys_as_data(text: str, expected: Any) -> None:
+    assert render(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "x", "message"),
+    [
+        ("{{ 1e308 * 10 }}", None, "not a finite number: inf"),
+        ("x{{ 1e308 * 10 }}", None, "not a finite number: inf"),
+        ("{{ params.x }}", {1, 2}, "a set value cannot be used as data"),
+        ("{{ {nosuch: 1} }}", None, "undefined: nosuch"),
+        ("{{ {(1, 2): 1} }}", None, "a tuple cannot be a mapping key"),
+    ],
+)
+def test_values_that_are_not_data(text: str, x: Any, message: str) -> None:
+    assert refused(text, {"params": {"x": x}}) == message
+
+
+@pytest.mark.parametrize(("levels", "ok"), [(64, True), (65, False)])
+def test_mapping_nesting_limit(levels: int, ok: bool) -> None:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"k": value}
+    scope = {"params": {"v": value}}
+    if ok:
+        assert render("{{ params.v }}", scope) == value
+    else:
+        assert refused("{{ params.v }}", scope) == "value nested deeper than 64 levels"
+
+
+def test_native_values_are_charged_to_the_budget() -> None:
+    budget = 32 * 1024 * 1024
+    piece = 8 * 1024 * 1024
+    scope = {"params": {"s": "a" * (piece - 1)}}
+    tree = {f"k{i}": "{{ params.s }}" for i in range(4)}  # each costs its length plus one
+    assert render_value(tree, scope) == {f"k{i}": "a" * (piece - 1) for i in range(4)}
+    with pytest.raises(RenderError) as info:
+        render_value({**tree, "more": "{{ 1 }}"}, scope)
+    assert info.value.message == f"rendered values too large (over {budget} size units in one render)"
+
+
+def test_a_value_is_measured_past_the_remaining_budget() -> None:
+    """The last value's walk goes one item past what is left, so it is refused, not let through."""
+    piece = 8 * 1024 * 1024
+    left = piece  # after three text renders of 8 MiB each
+    # [z, x, y] is walked y, x, z: 4 for the list, 2 for 'y', then x brings it to exactly `left`
+    value = ["z", "x" * (left - 7), "y"]
+    scope = {"params": {"s": "a" * (piece - 1), "v": value}}
+    tree: dict[str, Any] = {f"k{i}": "{{ params.s }}-" for i in range(3)}
+    assert render_value({**tree, "v": "{{ params.v[1:] }}"}, scope)["v"] == value[1:]
+    with pytest.raises(RenderError):
+        render_value({**tree, "v": "{{ params.v }}"}, scope)
