@@ -523,3 +523,248 @@ def test_a_value_is_measured_past_the_remaining_budget() -> None:
     assert render_value({**tree, "v": "{{ params.v[1:] }}"}, scope)["v"] == value[1:]
     with pytest.raises(RenderError):
         render_value({**tree, "v": "{{ params.v }}"}, scope)
+
+
+# -- compiling: what a template reads, and every refusal with its message and offset -------------
+
+_HIDES = (
+    " would hide a secret from redaction: a secret may only be used as it is, joined with other"
+    " text, or encoded once (b64encode, shell_quote, to_json, tojson, urlencode)"
+)
+TEST_LIST = (
+    "; the tests are boolean, defined, divisibleby, eq, even, false, float, ge, gt, in, integer, le,"
+    " lt, mapping, ne, none, number, odd, sequence, string, true, undefined"
+)
+NAMES = "; the names in scope are execution, index, item, params, result, secrets, steps"
+
+
+def hides(what: str) -> str:
+    return what + _HIDES
+
+
+COMPILE_OK: list[tuple[str, bool, list[tuple[str, tuple[str | int, ...], int]], list[tuple[str, int]]]] = [
+    ("{{ secrets.tok | b64encode }}", True, [("secrets", ("tok",), 3)], [("b64encode", 17)]),
+    ("{{ secrets.tok + 'x' }}", True, [("secrets", ("tok",), 3)], []),
+    ("{{ secrets.tok * 2 }}", True, [("secrets", ("tok",), 3)], []),
+    ("{{ not secrets.tok }}", True, [("secrets", ("tok",), 7)], []),
+    ("{{ secrets.tok == 'x' }}", True, [("secrets", ("tok",), 3)], []),
+    ("{{ secrets.tok is defined }}", True, [("secrets", ("tok",), 3)], []),
+    ("{{ 'a' if secrets.tok else 'b' }}", True, [("secrets", ("tok",), 10)], []),
+    ("{{ secrets.tok if true else 'b' }}", True, [("secrets", ("tok",), 3)], []),
+    ("{{ secrets.tok | length }}", True, [("secrets", ("tok",), 3)], [("length", 17)]),
+    ("{{ secrets.tok | count }}", True, [("secrets", ("tok",), 3)], [("count", 17)]),
+    ("{{ secrets.tok | bool }}", True, [("secrets", ("tok",), 3)], [("bool", 17)]),
+    ("{{ secrets.tok | default('x') }}", True, [("secrets", ("tok",), 3)], [("default", 17)]),
+    ("{{ secrets.tok | d('x') }}", True, [("secrets", ("tok",), 3)], [("d", 17)]),
+    ("{{ secrets.tok | string }}", True, [("secrets", ("tok",), 3)], [("string", 17)]),
+    ("{{ secrets.tok | to_json }}", True, [("secrets", ("tok",), 3)], [("to_json", 17)]),
+    ("{{ secrets.tok | shell_quote }}", True, [("secrets", ("tok",), 3)], [("shell_quote", 17)]),
+    ("{{ [secrets.tok] | join(',') }}", True, [("secrets", ("tok",), 4)], [("join", 19)]),
+    ("{{ (secrets.tok, 'a') | join(',') }}", True, [("secrets", ("tok",), 4)], [("join", 24)]),
+    ("{{ 'x' | replace('x', secrets.tok) }}", True, [("secrets", ("tok",), 22)], [("replace", 9)]),
+    ("{{ {'a': secrets.tok} | tojson }}", True, [("secrets", ("tok",), 9)], [("tojson", 24)]),
+    ("{{ (secrets.tok ~ 'x') | urlencode }}", True, [("secrets", ("tok",), 4)], [("urlencode", 25)]),
+    ("{{ params[secrets.tok] }}", True, [("params", (), 3), ("secrets", ("tok",), 10)], []),
+    (
+        "{{ params[secrets.tok] | upper }}",
+        True,
+        [("params", (), 3), ("secrets", ("tok",), 10)],
+        [("upper", 25)],
+    ),
+    ("{{ secrets[params.x] }}", True, [("secrets", (), 3), ("params", ("x",), 11)], []),
+    ("{{ secrets }}", True, [("secrets", (), 3)], []),
+    (
+        "{{ secrets.tok | b64encode | length }}",
+        True,
+        [("secrets", ("tok",), 3)],
+        [("b64encode", 17), ("length", 29)],
+    ),
+    (
+        "{{ [secrets.tok, 1] | join(',') | b64encode }}",
+        True,
+        [("secrets", ("tok",), 4)],
+        [("join", 22), ("b64encode", 34)],
+    ),
+    ("{{ (secrets.tok, 1) }}", True, [("secrets", ("tok",), 4)], []),
+    ("{{ secrets.tok and 1 }}", True, [("secrets", ("tok",), 3)], []),
+    ("{{ secrets.tok or 1 }}", True, [("secrets", ("tok",), 3)], []),
+    ("{{ (1 if secrets.tok else 2) | upper }}", True, [("secrets", ("tok",), 9)], [("upper", 31)]),
+    ("{{ (secrets.tok is defined) | upper }}", True, [("secrets", ("tok",), 4)], [("upper", 30)]),
+    ("{{ (secrets.tok == 1) | upper }}", True, [("secrets", ("tok",), 4)], [("upper", 24)]),
+    ("{{ (not secrets.tok) | upper }}", True, [("secrets", ("tok",), 8)], [("upper", 23)]),
+    ("{{ 'a' ~ secrets.tok }}", True, [("secrets", ("tok",), 9)], []),
+    ("{{ x|sort(attribute=1) }}", True, [("x", (), 3)], [("sort", 5)]),
+    ("{{ x|sort(attribute=none) }}", True, [("x", (), 3)], [("sort", 5)]),
+    ("{{ x|selectattr('a', 'odd') }}", True, [("x", (), 3)], [("selectattr", 5)]),
+    ("{{ x|map(attribute='a', default=1) }}", True, [("x", (), 3)], [("map", 5)]),
+    ("{{ a.b[c].d }}", True, [("a", ("b",), 3), ("c", (), 7)], []),
+    ("{{ a[1].b[true] }}", True, [("a", (1, "b"), 3)], []),
+    ("{{ a['x'].b }}", True, [("a", ("x", "b"), 3)], []),
+    ("{{ a[-1] }}", True, [("a", (), 3)], []),
+    ("{{ a[1:2] }}", True, [("a", (), 3)], []),
+    ("{{ a[::2] }}", True, [("a", (), 3)], []),
+    ("{{ a[b:c:d] }}", True, [("a", (), 3), ("b", (), 5), ("c", (), 7), ("d", (), 9)], []),
+    ("{{ [1, 2][0] }}", True, [], []),
+    ("{{ {'a': 1}['a'] }}", True, [], []),
+    ("{{ 1 if 2 else 3 }}", True, [], []),
+    ("{{ (1, 2) }}", True, [], []),
+    ("{{ 1 }} x {{ 2 }}", False, [], []),
+    ("  {{ 1 }}  ", True, [], []),
+    ("{{ 1 }}{{ 2 }}", False, [], []),
+    ("x", False, [], []),
+    ("{{ a ~ b }}", True, [("a", (), 3), ("b", (), 7)], []),
+    ("{{ not a }}", True, [("a", (), 7)], []),
+    ("{{ 1 < 2 < 3 }}", True, [], []),
+    ("{{ a is defined }}", True, [("a", (), 3)], []),
+    ("{{ a is divisibleby(3) }}", True, [("a", (), 3)], []),
+    ("{{ x | map('upper') }}", True, [("x", (), 3)], [("map", 7), ("upper", 11)]),
+    ("{{ x | select }}", True, [("x", (), 3)], [("select", 7)]),
+    ("{{ x | reject('odd') }}", True, [("x", (), 3)], [("reject", 7)]),
+    ("{{ x | join(',', 'a') }}", True, [("x", (), 3)], [("join", 7)]),
+    ("{{ x | sort(false) }}", True, [("x", (), 3)], [("sort", 7)]),
+    ("{{ x | sort(false, false) }}", True, [("x", (), 3)], [("sort", 7)]),
+    ("{{ x | max(false) }}", True, [("x", (), 3)], [("max", 7)]),
+    ("{{ x | sum }}", True, [("x", (), 3)], [("sum", 7)]),
+]
+
+COMPILE_REFUSED = [
+    ("{{ secrets.tok | upper }}", hides("the filter `upper`"), 17),
+    ("{{ secrets.tok | b64encode | b64encode }}", hides("a second encoding (`b64encode`)"), 29),
+    ("{{ secrets.tok[0] }}", hides("indexing or slicing"), 14),
+    ("{{ secrets['tok'][1:] }}", hides("indexing or slicing"), 17),
+    ("{{ secrets.tok - 1 }}", hides("arithmetic or `%` formatting"), 3),
+    ("{{ -secrets.tok }}", hides("arithmetic or `%` formatting"), 3),
+    ("{{ 'a' if true else secrets.tok | upper }}", hides("the filter `upper`"), 34),
+    ("{{ secrets.tok | join(',') }}", hides("the filter `join`"), 17),
+    ("{{ 'x' | replace('x', secrets.tok) | upper }}", hides("the filter `upper`"), 37),
+    ("{{ 'x' | replace('x', old=secrets.tok) | upper }}", hides("the filter `upper`"), 41),
+    ("{{ {secrets.tok: 1} | tojson | b64encode }}", hides("a second encoding (`b64encode`)"), 31),
+    ("{{ {'a': secrets.tok} | tojson | b64encode }}", hides("a second encoding (`b64encode`)"), 33),
+    ("{{ ('x' ~ secrets.tok | b64encode) | b64encode }}", hides("a second encoding (`b64encode`)"), 37),
+    ("{{ secrets[params.x][0] }}", hides("indexing or slicing"), 20),
+    ("{{ {'a': secrets}['a'].tok[0] }}", hides("indexing or slicing"), 17),
+    ("{{ secrets | upper }}", hides("the filter `upper`"), 13),
+    ("{{ secrets.tok | b64encode | upper }}", hides("the filter `upper`"), 29),
+    ("{{ [secrets.tok | b64encode] | join(',') | b64encode }}", hides("a second encoding (`b64encode`)"), 43),
+    ("{{ secrets.tok % 2 }}", hides("arithmetic or `%` formatting"), 3),
+    ("{{ '%s' % secrets.tok }}", hides("arithmetic or `%` formatting"), 3),
+    ("{{ [secrets.tok] | upper }}", hides("the filter `upper`"), 19),
+    ("{{ {'k': secrets.tok} | upper }}", hides("the filter `upper`"), 24),
+    ("{{ (secrets.tok ~ 'a') | upper }}", hides("the filter `upper`"), 25),
+    ("{{ (secrets.tok and 1) | upper }}", hides("the filter `upper`"), 25),
+    ("{{ (secrets.tok * 2) | upper }}", hides("the filter `upper`"), 23),
+    ("{{ secrets.tok is eq(secrets.tok | upper) }}", hides("the filter `upper`"), 35),
+    ("{{ secrets.tok is in({'a': secrets.tok | upper}) }}", hides("the filter `upper`"), 41),
+    ("{{ x.__y }}", "names and keys beginning with '_' are not allowed (`__y`)", 4),
+    ("{{ x|sort(attribute='a._b') }}", "names and keys beginning with '_' are not allowed (`_b`)", 20),
+    ("{{ x|sort(attribute='a, _b') }}", "names and keys beginning with '_' are not allowed (`_b`)", 20),
+    ("{{ x|sort(attribute=1.5) }}", "the attribute argument of `sort` must be a constant string", 20),
+    ("{{ x|selectattr }}", "`selectattr` needs an attribute name", 5),
+    ("{{ x|selectattr('a', 'callable') }}", "test `callable` is not allowed" + TEST_LIST, 21),
+    (
+        "{{ x|select('equalto', 1) }}",
+        "test `equalto` is not allowed; use `eq` (wpk keeps one name per test)",
+        12,
+    ),
+    ("{{ x is equalto 1 }}", "test `equalto` is not allowed; use `eq` (wpk keeps one name per test)", 5),
+    ("{{ x is == 1 }}", "syntax error: expected token 'name', got '=='", 8),
+    (
+        "{{ x is greaterthan 1 }}",
+        "test `greaterthan` is not allowed; use `gt` (wpk keeps one name per test)",
+        5,
+    ),
+    ("{{ x is sameas 1 }}", "test `sameas` is not allowed" + TEST_LIST, 5),
+    ("{{ x is evn }}", "test `evn` is not allowed; did you mean `even`?", 5),
+    ("{{ x is zzzqqq }}", "test `zzzqqq` is not allowed" + TEST_LIST, 5),
+    ("{{ x|map(attribute='a', zz=1) }}", "`map` got an unexpected argument `zz`", 5),
+    (
+        "{{ x|map(attribute='a', default=_y) }}",
+        "names and keys beginning with '_' are not allowed (`_y`)",
+        32,
+    ),
+    ("{{ x|map(**y) }}", "`*args` and `**kwargs` are not allowed", 5),
+    ("{{ x|map(*y) }}", "`*args` and `**kwargs` are not allowed", 5),
+    ("{{ x|join(**y) }}", "`*args` and `**kwargs` are not allowed", 5),
+    ("{{ x is eq(*y) }}", "`*args` and `**kwargs` are not allowed", 5),
+    ("{{ x.y() }}", "method calls are not allowed (`.y()`); use a filter, e.g. `value | y`", 3),
+    ("{{ x()() }}", "calls are not allowed in expressions", 3),
+    ("{{ (x)() }}", "function calls are not allowed (`x()`); use filters and operators", 4),
+    ("{{ x[0]() }}", "calls are not allowed in expressions", 3),
+    (
+        "{{ x|attr('a') }}",
+        "filter `attr` is not allowed (use the `keys`/`map(attribute=…)` filters instead)",
+        5,
+    ),
+    ("{{ a['_x'] }}", "names and keys beginning with '_' are not allowed (`_x`)", 5),
+    ("{{ a[_b] }}", "names and keys beginning with '_' are not allowed (`_b`)", 5),
+    ("{{ a[1:_b] }}", "names and keys beginning with '_' are not allowed (`_b`)", 7),
+    ("{{ [_a][0] }}", "names and keys beginning with '_' are not allowed (`_a`)", 4),
+    ("{{ {'a': _b} }}", "names and keys beginning with '_' are not allowed (`_b`)", 9),
+    ("{{ {_a: 1} }}", "names and keys beginning with '_' are not allowed (`_a`)", 4),
+    ("{{ (_a, 1) }}", "names and keys beginning with '_' are not allowed (`_a`)", 4),
+    ("{{ 1 < _a }}", "names and keys beginning with '_' are not allowed (`_a`)", 7),
+    ("{{ _a < 1 }}", "names and keys beginning with '_' are not allowed (`_a`)", 3),
+    ("{{ 1 + _a }}", "names and keys beginning with '_' are not allowed (`_a`)", 7),
+    ("{{ _a * 2 }}", "names and keys beginning with '_' are not allowed (`_a`)", 3),
+    ("{{ not _a }}", "names and keys beginning with '_' are not allowed (`_a`)", 7),
+    ("{{ -_a }}", "names and keys beginning with '_' are not allowed (`_a`)", 4),
+    ("{{ 'a' ~ _b }}", "names and keys beginning with '_' are not allowed (`_b`)", 9),
+    ("{{ _a if b else c }}", "names and keys beginning with '_' are not allowed (`_a`)", 3),
+    ("{{ a if _b else c }}", "names and keys beginning with '_' are not allowed (`_b`)", 8),
+    ("{{ a if b else _c }}", "names and keys beginning with '_' are not allowed (`_c`)", 15),
+    ("{{ _a | upper }}", "names and keys beginning with '_' are not allowed (`_a`)", 3),
+    ("{{ a | replace(_b, 'c') }}", "names and keys beginning with '_' are not allowed (`_b`)", 15),
+    ("{{ a | replace('b', new=_c) }}", "names and keys beginning with '_' are not allowed (`_c`)", 24),
+    ("{{ _a is defined }}", "names and keys beginning with '_' are not allowed (`_a`)", 3),
+    ("{{ a is eq(_b) }}", "names and keys beginning with '_' are not allowed (`_b`)", 11),
+    ("{{ a is eq(x=_b) }}", "names and keys beginning with '_' are not allowed (`_b`)", 13),
+    ("{{ dict }}", "`dict` is not available in expressions" + NAMES, 3),
+    ("{{ varargs }}", "`varargs` is not available in expressions" + NAMES, 3),
+    ("{{ kwargs }}", "`kwargs` is not available in expressions" + NAMES, 3),
+    ("{{ caller }}", "`caller` is not available in expressions" + NAMES, 3),
+    ("{{ super }}", "`super` is not available in expressions" + NAMES, 3),
+    ("{{ range }}", "`range` is not available in expressions" + NAMES, 3),
+    ("{{ environment }}", "`environment` is not available in expressions" + NAMES, 3),
+    ("{{ context }}", "`context` is not available in expressions" + NAMES, 3),
+    ("{{ lipsum }}", "`lipsum` is not available in expressions" + NAMES, 3),
+    ("{{ 1.5e999 }}", "number too large", 3),
+    ("{{ x | map('nosuch') }}", "filter `nosuch` is not allowed", 11),
+    ("{{ x | map() }}", "`map` needs a constant filter name or `attribute='…'`", 7),
+    ("{{ x | map(1) }}", "`map` needs a constant filter name or `attribute='…'`", 7),
+    ("{{ x | map('replace', _a, 'b') }}", "names and keys beginning with '_' are not allowed (`_a`)", 22),
+    ("{{ x | select(1) }}", "the test argument of `select` must be a constant test name", 14),
+    ("{{ x | reject('odd', _a) }}", "names and keys beginning with '_' are not allowed (`_a`)", 21),
+    ("{{ x | rejectattr('a', 1) }}", "the test argument of `rejectattr` must be a constant test name", 23),
+    ("{{ x | unique(attribute='_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 24),
+    ("{{ x | min(attribute='_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 21),
+    ("{{ x | max(attribute='_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 21),
+    ("{{ x | sum('_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 11),
+    ("{{ x | join(',', '_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 17),
+    ("{{ x | sort(false, false, '_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 26),
+    ("{{ x | unique(false, '_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 21),
+    ("{{ x | min(false, '_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 18),
+    ("{{ x | sum(attribute='_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 21),
+    ("{{ x | join(attribute='_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 22),
+]
+
+
+@pytest.mark.parametrize(("text", "whole", "references", "filters"), COMPILE_OK)
+def test_compiled_templates(
+    text: str, whole: bool, references: list[tuple[str, tuple[str | int, ...], int]], filters: list[Any]
+) -> None:
+    compiled = compile_template(text)
+    assert compiled.source == text
+    assert compiled.whole is whole
+    assert [(r.root, r.path, r.offset) for r in compiled.references] == references
+    assert list(compiled.filters) == filters
+
+
+@pytest.mark.parametrize(("text", "message", "offset"), COMPILE_REFUSED)
+def test_compile_refusals(text: str, message: str, offset: int) -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_template(text)
+    assert info.value.message == message
+    assert info.value.offset == offset
+    with pytest.raises(RenderError) as rendered:
+        render(text)
+    assert rendered.value.message == f"invalid template: {message}"
