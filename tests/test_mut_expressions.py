@@ -768,3 +768,171 @@ def test_compile_refusals(text: str, message: str, offset: int) -> None:
     with pytest.raises(RenderError) as rendered:
         render(text)
     assert rendered.value.message == f"invalid template: {message}"
+
+
+# -- run-time messages: undefined paths, secrets named never shown, long values cut ---------------
+
+SCRUB_SCOPE: dict[str, Any] = {
+    "params": {"m": {}, "l": [1], "s": "abc", "pw": "hunter2", "tup": (1, 2), "big": "k" * 2000},
+    "secrets": {"tok": "hunter2", "q": "it's", "e": "", "n": 5, "long": "hunter2-longer", "nl": "a\nb"},
+    "steps": {"a": {"outputs": {"x": 1}}},
+}
+
+RUNTIME_ROWS = [
+    ("{{ params.m[secrets.tok] }}", "undefined: a mapping has no key <secrets.tok>"),
+    ("{{ params.m[secrets.q] }}", "undefined: a mapping has no key <secrets.q>"),
+    ("{{ params.m[secrets.nl] }}", "undefined: a mapping has no key <secrets.nl>"),
+    ("{{ params.m[params.pw] }}", "undefined: a mapping has no key <secrets.tok>"),
+    ("{{ params.m[secrets.long] }}", "undefined: a mapping has no key <secrets.long>"),
+    ("{{ params.m[secrets.tok ~ '-longer'] }}", "undefined: a mapping has no key <secrets.long>"),
+    ("{{ params.m[secrets.e] }}", "undefined: a mapping has no key ''"),
+    ("{{ params.m[[secrets.tok]] }}", "undefined: a mapping has no key [<secrets.tok>]"),
+    (
+        "{{ params.m[params.big] }}",
+        "undefined: a mapping has no key '" + "k" * 79 + "… (1922 more characters)",
+    ),
+    ("{{ params.l[5] }}", "undefined: params.l[5] (params.l has no item 5 (it has 1))"),
+    ("{{ params.tup[5] }}", "undefined: params.tup[5] (params.tup has no item 5 (it has 2))"),
+    ("{{ params.s[5] }}", "undefined: params.s[5] (params.s is a string, which has no key 5)"),
+    ("{{ params.l['x'] }}", "undefined: params.l.x (params.l is a list, which has no key 'x')"),
+    ("{{ params.m[1] }}", "undefined: params.m[1] (params.m has no key 1)"),
+    ("{{ steps.a.outputs.y }}", "undefined: steps.a.outputs.y (steps.a.outputs has no key 'y')"),
+    ("{{ steps['a'].outputs.y }}", "undefined: steps.a.outputs.y (steps.a.outputs has no key 'y')"),
+    ("{{ steps.b }}", "undefined: steps.b (steps has no key 'b')"),
+    (
+        "{{ steps.a.outputs.x.y }}",
+        "undefined: steps.a.outputs.x.y (steps.a.outputs.x is a int, which has no key 'y')",
+    ),
+    ("{{ params.l[0].y }}", "undefined: params.l[0].y (params.l[0] is a int, which has no key 'y')"),
+    ("{{ params.m.a.b }}", "undefined: params.m.a (params.m has no key 'a')"),
+    ("{{ params.m[params.l] }}", "undefined: a mapping has no key [1]"),
+    ("{{ params.m['a b'] }}", "undefined: params.m['a b'] (params.m has no key 'a b')"),
+    ("{{ params['m']['1x'] }}", "undefined: params.m['1x'] (params.m has no key '1x')"),
+    ("{{ (params.m).z }}", "undefined: params.m.z (params.m has no key 'z')"),
+    ("{{ [params.m][0].z }}", "undefined: a mapping has no key 'z'"),
+    ("x {{ params.m.z | upper }}", "undefined: params.m.z (params.m has no key 'z')"),
+    ("{{ {'a': 1}['a'].b }}", "undefined: a int is a int, which has no key 'b'"),
+    ("{{ nosuch.a }}", "undefined: nosuch"),
+    ("{{ [] | first }}", "No first item, sequence was empty."),
+    ("{{ [1, 'a'] | sort }}", "type error: '<' not supported between instances of 'str' and 'int'"),
+    ("{{ {'a': 1} | dictsort(by='nope') }}", 'You can only sort by either "key" or "value"'),
+    ("{{ [1][::0] }}", "invalid value: slice step cannot be zero"),
+    ("{{ 2 ** 4000 * 1.0 }}", "number too large: int too large to convert to float"),
+    ("{{ params.s | fromjson }}", "fromjson: invalid JSON at character 0: Expecting value"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), RUNTIME_ROWS)
+def test_runtime_messages(text: str, message: str) -> None:
+    assert refused(text, SCRUB_SCOPE) == message
+
+
+NO_KEY = "undefined: a mapping has no key"
+
+
+@pytest.mark.parametrize(
+    ("scope", "message"),
+    [
+        # a value quoted in a message is replaced by the name of the secret it equals, in any quoting
+        ({"params": {"m": {}, "k": 'a"b'}, "secrets": {"x": 'a"b'}}, f"{NO_KEY} <secrets.x>"),
+        ({"params": {"m": {}, "k": "a\\b"}, "secrets": {"x": "a\\b"}}, f"{NO_KEY} <secrets.x>"),
+        ({"params": {"m": {}, "k": "é"}, "secrets": {"x": "é"}}, f"{NO_KEY} <secrets.x>"),
+        # only string secrets, and only a mapping of them, count
+        ({"params": {"m": {}, "k": "5"}, "secrets": {"x": 5}}, "undefined: a mapping has no key '5'"),
+        ({"params": {"m": {}, "k": "ab"}, "secrets": "ab"}, "undefined: a mapping has no key 'ab'"),
+        ({"params": {"m": {}, "k": "ab"}, "secrets": {}}, "undefined: a mapping has no key 'ab'"),
+    ],
+)  # fmt: skip
+def test_messages_name_secrets(scope: dict[str, Any], message: str) -> None:
+    assert refused("{{ params.m[params.k] }}", scope) == message
+
+
+def test_long_messages_are_cut() -> None:
+    key = "k" * 2000
+    shown = repr(key)
+    full = (
+        f"undefined: params.m.{key} (params.m has no key {shown[:80]}… ({len(shown) - 80} more characters))"
+    )
+    expected = full[:1000] + f"… ({len(full) - 1000} more characters)"
+    assert refused("{{ params.m." + key + " }}", {"params": {"m": {}}}) == expected
+    short = "k" * 900
+    assert refused("{{ params.m." + short + " }}", {"params": {"m": {}}}).startswith(
+        f"undefined: params.m.{short} ("
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{ 'abc' | upper }}x", "ABCx"),
+        ("{{ 'a b' }}", "'a b'"),
+        ("{{ 'a b' | shell_quote }}", "'a b'"),
+        ("{{ [1, 'a b'] }}", "'[1, \"a b\"]'"),
+        ("{{ 3 }}", "3"),
+        ("{{ none }}", "null"),
+    ],
+)
+def test_shell_mode(text: str, expected: str) -> None:
+    assert render(text, shell=True) == expected
+
+
+def test_objects_that_are_not_data() -> None:
+    scope = {"x": object()}
+    assert refused("{{ x }}", scope) == "a object value cannot be used as data"
+    assert refused("x{{ x }}", scope) == "a object value cannot be used as data"
+
+
+# -- where the validator points, and what it takes for a statement or a comment -------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "references"),
+    [
+        ("a\r\n\r\nb{{ x }}{{ y }}", [("x", 9), ("y", 16)]),  # \r\n counts two characters
+        ("a\rb{{ x }}", [("x", 6)]),
+        ("a\nb{{ x }}", [("x", 6)]),
+        ("{{ x }}\r\n{{ y }}", [("x", 3), ("y", 12)]),
+        ("{{ x }}\r\n{{ y }}\r\n{{ z }}", [("x", 3), ("y", 12), ("z", 21)]),
+    ],
+)
+def test_offsets_with_line_breaks(text: str, references: list[tuple[str, int]]) -> None:
+    assert [(r.root, r.offset) for r in compile_template(text).references] == references
+
+
+STATEMENTS = "statements ({% … %}) are not allowed: templates are {{ expressions }} only"
+COMMENTS = "comments ({# … #}) are not allowed: templates are {{ expressions }} only"
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "offset"),
+    [
+        ("{% if %}", STATEMENTS, 0),
+        ("x {# y #}", COMMENTS, 2),
+        ("{{ 1 }} {% {{ 2 }} %}", STATEMENTS, 8),
+        ("{{ 1 }} {# {{ 2 }} #}", COMMENTS, 8),
+        ("{{ x }", "syntax error: unexpected '}'", 5),
+        ("{{ }}", "syntax error: Expected an expression, got 'end of print statement'", 3),
+        ("{{ 1 2 }}", "syntax error: expected token 'end of print statement', got 'integer'", 5),
+        ("{{ 'a' | }}", "syntax error: expected token 'name', got 'end of print statement'", 9),
+        ("\n\n{{ 1 +* 2 }}", "syntax error: unexpected '*'", 8),
+        ("{{ x ", "syntax error: unexpected end of template, expected 'end of print statement'.", 3),
+        ("{{ " + "9" * 5000 + " }}", "syntax error: number too large", 0),
+        ("{{ " + "(" * 300 + "1" + ")" * 300 + " }}", "expression nested too deeply", 0),
+        ("{{ 1 if 2 }}", "an inline `if` needs an `else`: `a if cond else b`", 3),
+    ],
+)
+def test_syntax_and_statement_refusals(text: str, message: str, offset: int) -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_template(text)
+    assert (info.value.message, info.value.offset) == (message, offset)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x {% y", "x {# y", "a %} {% b", "a #} {# b", "{{ 1 }} {% x {{ 2 }} y", "{{ 1 }}{%", "{%}", "{#}"],
+)
+def test_openers_without_a_closer_after_them_are_text(text: str) -> None:
+    assert not compile_template(text).whole
+    assert render(text.replace("{{ 1 }}", "").replace("{{ 2 }}", "")) == text.replace("{{ 1 }}", "").replace(
+        "{{ 2 }}", ""
+    )
