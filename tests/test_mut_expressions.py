@@ -936,3 +936,84 @@ def test_openers_without_a_closer_after_them_are_text(text: str) -> None:
     assert render(text.replace("{{ 1 }}", "").replace("{{ 2 }}", "")) == text.replace("{{ 1 }}", "").replace(
         "{{ 2 }}", ""
     )
+
+
+# -- operators, indexing, and how each kind of run-time failure reads -----------------------------
+
+_DEEP_A: Any = 1
+_DEEP_B: Any = 1
+for _ in range(100_000):
+    _DEEP_A, _DEEP_B = [_DEEP_A], [_DEEP_B]
+OPS_SCOPE = {"params": {"a": _DEEP_A, "b": _DEEP_B, "m": {"k": 1}, "l": [1, 2]}}
+
+OPERATOR_ROWS: list[tuple[str, Any, str | None]] = [
+    ("{{ '<a>' }}x", "<a>x", None),  # no HTML escaping
+    ("{{ 'a' ~ 1.5 ~ none }}", "a1.5null", None),
+    ("{{ 1.5 }}x", "1.5x", None),
+    ("{{ 'ab'[1] }}", "b", None),
+    ("{{ 'abc'[1:] }}", "bc", None),
+    ("{{ (1, 2)[1] }}", 2, None),
+    ("{{ params.l[-1] }}", 2, None),
+    ("{{ params.l[5:] }}", [], None),
+    ("{{ params.l.0 }}", 1, None),
+    ("{{ 7 / 2 }}", 3.5, None),
+    ("{{ 7 // 2 }}", 3, None),
+    ("{{ 7 ** 2 }}", 49, None),
+    ("{{ 2 ** 0.5 }}", 2**0.5, None),
+    ("{{ [1] * 2 }}", [1, 1], None),
+    ("{{ 2 * [1] }}", [1, 1], None),
+    ("{{ true * 'ab' }}", "ab", None),
+    ("{{ 'ab' * false }}", "", None),
+    ("{{ ('%d' % (2 ** 100)) | length }}", 31, None),
+    ("{{ params.m | dictsort }}", [["k", 1]], None),
+    ("{{ params.l | last }}", 2, None),
+    ("{{ params.l | unique }}", [1, 2], None),
+    ("{{ [[1, 2], [3, 4]] | join(',', 1) }}", "2,4", None),
+    ("{{ [{'a': {'b': 1}}] | join(',', 'a.b') }}", "1", None),
+    ("{{ [{'a': [5, 6]}] | join(',', 'a.1') }}", "6", None),
+    ("{{ [{'a': [5, 6]}] | sum(attribute='a.1') }}", 6, None),
+    ("{{ [[5, 6]] | sum(attribute=1) }}", 6, None),
+    ("{{ params.l | sum(start=0.5) }}", 3.5, None),
+    ("{{ params.l | select('in', [1, 5]) | list }}", [1], None),
+    ("{{ ['a'] | select('in', {'a': 1}) | list }}", ["a"], None),
+    ("{{ params.l | map('int') | list }}", [1, 2], None),
+    ("{{ [{'x': 'A'}] | map(attribute='x') | map('lower') | list }}", ["a"], None),
+    ("{{ params.a < params.b }}", None, "value nested too deeply"),
+    ("{{ [params.a, params.b] | sort }}", None, "value nested too deeply"),
+    ("{{ 10.0 ** 400 }}", None, "number too large: (34, 'Numerical result out of range')"),
+    ("{{ '%c' % 99999999 }}", None, "number too large: %c arg not in range(0x110000)"),
+    ("{{ '%(a)s' % {} }}", None, "KeyError: 'a'"),
+    (
+        "{{ params.l | dictsort }}",
+        None,
+        "error while rendering: AttributeError: 'list' object has no attribute 'items'",
+    ),
+    ("{{ [[1], [1]] | unique }}", None, "type error: unhashable type: 'list'"),
+    ("{{ [] | last }}", None, "No last item, sequence was empty."),
+    ("{{ -'a' }}", None, "type error: bad operand type for unary -: 'str'"),
+    ("{{ +'a' }}", None, "type error: bad operand type for unary +: 'str'"),
+    ("{{ 'ab' * 2.0 }}", None, "type error: can't multiply sequence by non-int of type 'float'"),
+    ("{{ 'ab' + 1 }}", None, 'type error: can only concatenate str (not "int") to str'),
+    ("{{ [1] + (2,) }}", None, 'type error: can only concatenate list (not "tuple") to list'),
+    ("{{ 5 - 'a' }}", None, "type error: unsupported operand type(s) for -: 'int' and 'str'"),
+    ("{{ (-2) ** 4096 }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
+    ("{{ (0 - 2 ** 4095) - 2 ** 4095 }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
+    ("{{ 2 ** 4095 * 2 }}", None, too_large("an integer of about 4098 bits (limit 4096)")),
+    ("{{ params.l | join(',', 0) }}", None, "an item has no key 0"),
+    (
+        "{{ params.l | select('in', 'x') | list }}",
+        None,
+        "type error: 'in <string>' requires string as left operand, not int",
+    ),
+    ("{{ params.l | map(attribute='0') | list }}", None, "undefined: a int is a int, which has no key 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "error"), OPERATOR_ROWS)
+def test_operators_and_failures(text: str, value: Any, error: str | None) -> None:
+    if error is None:
+        result = render(text, OPS_SCOPE)
+        assert result == value
+        assert type(result) is type(value)
+    else:
+        assert refused(text, OPS_SCOPE) == error
