@@ -1017,3 +1017,36 @@ def test_operators_and_failures(text: str, value: Any, error: str | None) -> Non
         assert type(result) is type(value)
     else:
         assert refused(text, OPS_SCOPE) == error
+
+
+# -- what select and map charge per item ---------------------------------------------------------
+
+
+def _with_budget_left(left: int, last: str, items: list[Any]) -> dict[str, Any]:
+    """Render `last` after text renders that leave exactly `left` units of the render budget."""
+    piece = 8 * 1024 * 1024
+    scope = {"params": {"s": "a" * (piece - 1), "t": "a" * (piece - left - 1), "items": items}}
+    tree = {
+        "k0": "{{ params.s }}-",
+        "k1": "{{ params.s }}-",
+        "k2": "{{ params.s }}-",
+        "k3": "{{ params.t }}-",
+    }
+    return render_value({**tree, "last": last}, scope)
+
+
+@pytest.mark.parametrize(
+    ("text", "item", "fits"),
+    [
+        # select charges one per item it keeps; the final `true` costs one more
+        ("{{ (params.items | select('true') | length) > 0 }}", True, 999),
+        ("{{ (params.items | reject('false') | length) > 0 }}", True, 999),
+        # map charges one per item plus the item's size ('ab' is 3): 4 per item
+        ("{{ (params.items | map(attribute='x') | length) > 0 }}", {"x": "ab"}, 249),
+    ],
+)
+def test_select_and_map_charge_each_item(text: str, item: Any, fits: int) -> None:
+    assert _with_budget_left(1000, text, [item] * fits)["last"] is True
+    with pytest.raises(RenderError) as info:
+        _with_budget_left(1000, text, [item] * (fits + 1))
+    assert info.value.message.startswith("rendered values too large")
