@@ -150,40 +150,6 @@ def test_caps_at_their_edges(text: str, value: Any, error: str | None) -> None:
         assert refused(text) == error
 
 
-def test_template_length_limit_is_exact() -> None:
-    limit = 256 * 1024
-    assert limit == expressions.MAX_TEMPLATE_LENGTH
-    text = "x" * (limit - 7) + "{{ 1 }}"
-    assert not compile_template(text).whole
-    with pytest.raises(ExpressionError) as info:
-        compile_template("x" + text)
-    assert info.value.message == f"template too long ({limit + 1} characters, limit {limit})"
-    assert info.value.offset == 0
-
-
-def test_concat_and_text_limits_are_exact() -> None:
-    limit = 8 * 1024 * 1024
-    assert limit == expressions.MAX_VALUE_SIZE
-    scope = {"params": {"s": "a" * (limit - 1)}}
-    assert len(render("{{ params.s ~ 'b' }}", scope)) == limit
-    assert refused("{{ params.s ~ 'bc' }}", scope) == (
-        f"`~` result too large: {limit + 1} characters or items (limit {limit})"
-    )
-    assert len(render("{{ params.s }}b", scope)) == limit
-    assert refused("{{ params.s }}bc", scope) == f"rendered text too large (over {limit} characters)"
-
-
-def test_render_budget_is_exact_and_shared_by_a_tree() -> None:
-    budget = 32 * 1024 * 1024
-    piece = 8 * 1024 * 1024
-    scope = {"params": {"s": "a" * (piece - 1)}}
-    tree = {f"k{i}": "{{ params.s }}-" for i in range(4)}  # 4 x 8 MiB: exactly the budget
-    assert render_value(tree, scope) == {f"k{i}": "a" * (piece - 1) + "-" for i in range(4)}
-    with pytest.raises(RenderError) as info:
-        render_value({**tree, "more": "{{ 1 }}-"}, scope)
-    assert info.value.message == f"rendered values too large (over {budget} size units in one render)"
-
-
 @pytest.mark.parametrize(("levels", "ok"), [(64, True), (65, False)])
 def test_data_nesting_limit(levels: int, ok: bool) -> None:
     value: Any = 1
@@ -499,30 +465,6 @@ def test_mapping_nesting_limit(levels: int, ok: bool) -> None:
         assert render("{{ params.v }}", scope) == value
     else:
         assert refused("{{ params.v }}", scope) == "value nested deeper than 64 levels"
-
-
-def test_native_values_are_charged_to_the_budget() -> None:
-    budget = 32 * 1024 * 1024
-    piece = 8 * 1024 * 1024
-    scope = {"params": {"s": "a" * (piece - 1)}}
-    tree = {f"k{i}": "{{ params.s }}" for i in range(4)}  # each costs its length plus one
-    assert render_value(tree, scope) == {f"k{i}": "a" * (piece - 1) for i in range(4)}
-    with pytest.raises(RenderError) as info:
-        render_value({**tree, "more": "{{ 1 }}"}, scope)
-    assert info.value.message == f"rendered values too large (over {budget} size units in one render)"
-
-
-def test_a_value_is_measured_past_the_remaining_budget() -> None:
-    """The last value's walk goes one item past what is left, so it is refused, not let through."""
-    piece = 8 * 1024 * 1024
-    left = piece  # after three text renders of 8 MiB each
-    # [z, x, y] is walked y, x, z: 4 for the list, 2 for 'y', then x brings it to exactly `left`
-    value = ["z", "x" * (left - 7), "y"]
-    scope = {"params": {"s": "a" * (piece - 1), "v": value}}
-    tree: dict[str, Any] = {f"k{i}": "{{ params.s }}-" for i in range(3)}
-    assert render_value({**tree, "v": "{{ params.v[1:] }}"}, scope)["v"] == value[1:]
-    with pytest.raises(RenderError):
-        render_value({**tree, "v": "{{ params.v }}"}, scope)
 
 
 # -- compiling: what a template reads, and every refusal with its message and offset -------------
@@ -1050,3 +992,64 @@ def test_select_and_map_charge_each_item(text: str, item: Any, fits: int) -> Non
     with pytest.raises(RenderError) as info:
         _with_budget_left(1000, text, [item] * (fits + 1))
     assert info.value.message.startswith("rendered values too large")
+
+
+# -- the budget, exactly (these build 8 MiB strings: last, so a mutant caught earlier stops sooner)
+
+
+def test_template_length_limit_is_exact() -> None:
+    limit = 256 * 1024
+    assert limit == expressions.MAX_TEMPLATE_LENGTH
+    text = "x" * (limit - 7) + "{{ 1 }}"
+    assert not compile_template(text).whole
+    with pytest.raises(ExpressionError) as info:
+        compile_template("x" + text)
+    assert info.value.message == f"template too long ({limit + 1} characters, limit {limit})"
+    assert info.value.offset == 0
+
+
+def test_concat_and_text_limits_are_exact() -> None:
+    limit = 8 * 1024 * 1024
+    assert limit == expressions.MAX_VALUE_SIZE
+    scope = {"params": {"s": "a" * (limit - 1)}}
+    assert len(render("{{ params.s ~ 'b' }}", scope)) == limit
+    assert refused("{{ params.s ~ 'bc' }}", scope) == (
+        f"`~` result too large: {limit + 1} characters or items (limit {limit})"
+    )
+    assert len(render("{{ params.s }}b", scope)) == limit
+    assert refused("{{ params.s }}bc", scope) == f"rendered text too large (over {limit} characters)"
+
+
+def test_render_budget_is_exact_and_shared_by_a_tree() -> None:
+    budget = 32 * 1024 * 1024
+    piece = 8 * 1024 * 1024
+    scope = {"params": {"s": "a" * (piece - 1)}}
+    tree = {f"k{i}": "{{ params.s }}-" for i in range(4)}  # 4 x 8 MiB: exactly the budget
+    assert render_value(tree, scope) == {f"k{i}": "a" * (piece - 1) + "-" for i in range(4)}
+    with pytest.raises(RenderError) as info:
+        render_value({**tree, "more": "{{ 1 }}-"}, scope)
+    assert info.value.message == f"rendered values too large (over {budget} size units in one render)"
+
+
+def test_native_values_are_charged_to_the_budget() -> None:
+    budget = 32 * 1024 * 1024
+    piece = 8 * 1024 * 1024
+    scope = {"params": {"s": "a" * (piece - 1)}}
+    tree = {f"k{i}": "{{ params.s }}" for i in range(4)}  # each costs its length plus one
+    assert render_value(tree, scope) == {f"k{i}": "a" * (piece - 1) for i in range(4)}
+    with pytest.raises(RenderError) as info:
+        render_value({**tree, "more": "{{ 1 }}"}, scope)
+    assert info.value.message == f"rendered values too large (over {budget} size units in one render)"
+
+
+def test_a_value_is_measured_past_the_remaining_budget() -> None:
+    """The last value's walk goes one item past what is left, so it is refused, not let through."""
+    piece = 8 * 1024 * 1024
+    left = piece  # after three text renders of 8 MiB each
+    # [z, x, y] is walked y, x, z: 4 for the list, 2 for 'y', then x brings it to exactly `left`
+    value = ["z", "x" * (left - 7), "y"]
+    scope = {"params": {"s": "a" * (piece - 1), "v": value}}
+    tree: dict[str, Any] = {f"k{i}": "{{ params.s }}-" for i in range(3)}
+    assert render_value({**tree, "v": "{{ params.v[1:] }}"}, scope)["v"] == value[1:]
+    with pytest.raises(RenderError):
+        render_value({**tree, "v": "{{ params.v }}"}, scope)
