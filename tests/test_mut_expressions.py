@@ -852,6 +852,18 @@ COMMENTS = "comments ({# … #}) are not allowed: templates are {{ expressions }
         ("x {# y #}", COMMENTS, 2),
         ("{{ 1 }} {% {{ 2 }} %}", STATEMENTS, 8),
         ("{{ 1 }} {# {{ 2 }} #}", COMMENTS, 8),
+        ("{% {{ 1 }}%}", STATEMENTS, 0),  # the closer at the very start of a later piece of text
+        ("{# {{ 1 }}#}", COMMENTS, 0),
+        ("a {{ 1 }}{% b %}", STATEMENTS, 9),
+        # Jinja's own delimiters (behind a NUL nobody types) are refused as the tokens they make
+        ("\x00{% if x %}\x00", STATEMENTS, 0),
+        ("x\x00{% y", STATEMENTS, 1),
+        ("\x00{# c #}\x00", COMMENTS, 0),
+        (
+            "\x00{% raw %}\x00x\x00{% endraw %}\x00",
+            "raw blocks are not allowed: templates are {{ expressions }} only",
+            0,
+        ),
         ("{{ x }", "syntax error: unexpected '}'", 5),
         ("{{ }}", "syntax error: Expected an expression, got 'end of print statement'", 3),
         ("{{ 1 2 }}", "syntax error: expected token 'end of print statement', got 'integer'", 5),
@@ -1053,3 +1065,18 @@ def test_a_value_is_measured_past_the_remaining_budget() -> None:
     assert render_value({**tree, "v": "{{ params.v[1:] }}"}, scope)["v"] == value[1:]
     with pytest.raises(RenderError):
         render_value({**tree, "v": "{{ params.v }}"}, scope)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x{{ 'ab' | replace('a', 'b') }}",  # 'x' and 'bb' as text (3), and replace's result (2)
+        "{{ 'ab' | replace('a', 'b') }}",  # 'bb' as a value (3), and replace's result (2)
+    ],
+)
+def test_constant_expressions_are_computed_at_render_under_the_budget(text: str) -> None:
+    """Jinja would fold `'ab' | replace(…)` while compiling, outside the budget (issue 9)."""
+    assert _with_budget_left(5, text, [])["last"] == text.replace("{{ 'ab' | replace('a', 'b') }}", "bb")
+    with pytest.raises(RenderError) as info:
+        _with_budget_left(4, text, [])
+    assert info.value.message.startswith("rendered values too large")
