@@ -950,6 +950,9 @@ OPERATOR_ROWS: list[tuple[str, Any, str | None]] = [
     ("{{ 'ab' + 1 }}", None, 'type error: can only concatenate str (not "int") to str'),
     ("{{ [1] + (2,) }}", None, 'type error: can only concatenate list (not "tuple") to list'),
     ("{{ 5 - 'a' }}", None, "type error: unsupported operand type(s) for -: 'int' and 'str'"),
+    ("{{ 'ab' * 'x' }}", None, "type error: can't multiply sequence by non-int of type 'str'"),
+    ("{{ [1] * none }}", None, "type error: can't multiply sequence by non-int of type 'NoneType'"),
+    ("x{{ ['é'] }}", 'x["é"]', None),  # text is not ASCII-escaped
     ("{{ (-2) ** 4096 }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
     ("{{ (0 - 2 ** 4095) - 2 ** 4095 }}", None, too_large("an integer of about 4097 bits (limit 4096)")),
     ("{{ 2 ** 4095 * 2 }}", None, too_large("an integer of about 4098 bits (limit 4096)")),
@@ -997,6 +1000,9 @@ def _with_budget_left(left: int, last: str, items: list[Any]) -> dict[str, Any]:
         ("{{ (params.items | reject('false') | length) > 0 }}", True, 999),
         # map charges one per item plus the item's size ('ab' is 3): 4 per item
         ("{{ (params.items | map(attribute='x') | length) > 0 }}", {"x": "ab"}, 249),
+        # selectattr and rejectattr charge one per item kept, not its size
+        ("{{ (params.items | selectattr('r') | length) > 0 }}", {"r": 1}, 999),
+        ("{{ (params.items | rejectattr('r', 'eq', 2) | length) > 0 }}", {"r": 1}, 999),
     ],
 )
 def test_select_and_map_charge_each_item(text: str, item: Any, fits: int) -> None:
@@ -1080,3 +1086,12 @@ def test_constant_expressions_are_computed_at_render_under_the_budget(text: str)
     with pytest.raises(RenderError) as info:
         _with_budget_left(4, text, [])
     assert info.value.message.startswith("rendered values too large")
+
+
+def test_huge_integers_from_the_scope() -> None:
+    """Scope values are not built by arithmetic, so they can exceed the caps; they are still refused."""
+    assert refused("{{ params.n ** 1 }}", {"params": {"n": 2**5000}}) == too_large(
+        "an integer of about 5000 bits (limit 4096)"
+    )
+    message = refused("x{{ params.n }}", {"params": {"n": 10**5000}})
+    assert message.startswith("cannot render value as text: Exceeds the limit (4300 digits)")
