@@ -1095,3 +1095,36 @@ def test_huge_integers_from_the_scope() -> None:
     )
     message = refused("x{{ params.n }}", {"params": {"n": 10**5000}})
     assert message.startswith("cannot render value as text: Exceeds the limit (4300 digits)")
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "expected"),
+    [
+        # the power's estimate, not its result, is what is refused: 4 ** 2049 would have 4099 bits
+        ("{{ 4 ** 2049 }}", {}, too_large("an integer of about 4098 bits (limit 4096)")),
+        # only `+` joins sequences: `-` on two long strings is a type error, not a size error
+        (
+            "{{ ('a' * 600000) - ('a' * 600000) }}",
+            {},
+            "type error: unsupported operand type(s) for -: 'str' and 'str'",
+        ),
+        # `%` of bytes from the scope is read as Latin-1 text to find its specs
+        ("{{ (params.b % 1) | length }}", {"b": b"%d"}, 1),
+        # '%f' of 1e308 is 316 characters, far past its estimate: the result itself is measured
+        (
+            "{{ (((params.f * 3164) ~ params.pad) % {'a': 1e308}) | length }}",
+            {"f": "%(a)f", "pad": "p" * 176},
+            1_000_000,
+        ),
+        (
+            "{{ ((params.f * 3164) ~ params.pad) % {'a': 1e308} }}",
+            {"f": "%(a)f", "pad": "p" * 177},
+            too_large("a value of size 1000002 (limit 1000000)"),
+        ),
+    ],
+)
+def test_arithmetic_estimates_and_results(text: str, params: dict[str, Any], expected: Any) -> None:
+    if isinstance(expected, str):
+        assert refused(text, {"params": params}) == expected
+    else:
+        assert render(text, {"params": params}) == expected
