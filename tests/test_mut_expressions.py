@@ -690,6 +690,49 @@ COMPILE_REFUSED = [
 ]
 
 
+COMPILE_OK += [
+    ("{{ x | max(false, 'a') }}", True, [("x", (), 3)], [("max", 7)]),
+    ("{{ x | unique(attribute='a') }}", True, [("x", (), 3)], [("unique", 7)]),
+    ("{{ x | sort(attribute='a') }}", True, [("x", (), 3)], [("sort", 7)]),
+    ("{{ x | sort(false, false, 'a') }}", True, [("x", (), 3)], [("sort", 7)]),
+    ("{{ x | selectattr('a') }}", True, [("x", (), 3)], [("selectattr", 7)]),
+    ("{{ x | reject }}", True, [("x", (), 3)], [("reject", 7)]),
+    ("{{ x | map('d', 1) }}", True, [("x", (), 3)], [("map", 7), ("d", 11)]),
+    ("{{ x | map('map', 'upper') }}", True, [("x", (), 3)], [("map", 7), ("map", 11), ("upper", 18)]),
+    ("{{ x | map(attribute=1) }}", True, [("x", (), 3)], [("map", 7)]),
+    ("{{ x.a.b.c }}", True, [("x", ("a", "b", "c"), 3)], []),
+    ("{{ x['a'][0]['b'] }}", True, [("x", ("a", 0, "b"), 3)], []),
+    ("{{ x[y].a }}", True, [("x", (), 3), ("y", (), 5)], []),
+    ("{{ x[y][0] }}", True, [("x", (), 3), ("y", (), 5)], []),
+    ("{{ x[1.5] }}", True, [("x", (), 3)], []),
+    ("{{ x[none] }}", True, [("x", (), 3)], []),
+    ("{{ x[(1, 2)] }}", True, [("x", (), 3)], []),
+    ("{{ x[[1]] }}", True, [("x", (), 3)], []),
+    ("{{ x[y.z] }}", True, [("x", (), 3), ("y", ("z",), 5)], []),
+    ("{{ x[-1].a }}", True, [("x", (), 3)], []),
+    ("{{ (x.a)[0] }}", True, [("x", ("a", 0), 4)], []),
+    ("{{ [x.a][0].b }}", True, [("x", ("a",), 4)], []),
+    ("{{ x.a | upper }}", True, [("x", ("a",), 3)], [("upper", 9)]),
+    ("{{ {'a': x.b}.a }}", True, [("x", ("b",), 9)], []),
+]
+
+COMPILE_REFUSED += [
+    ("{{ x | max(false, '_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 18),
+    ("{{ x | selectattr('_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 18),
+    ("{{ x | rejectattr('_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 18),
+    ("{{ x | rejectattr }}", "`rejectattr` needs an attribute name", 7),
+    ("{{ x | reject(1) }}", "the test argument of `reject` must be a constant test name", 14),
+    ("{{ x | select('nosuch') }}", "test `nosuch` is not allowed" + TEST_LIST, 14),
+    ("{{ x | reject('nosuch') }}", "test `nosuch` is not allowed" + TEST_LIST, 14),
+    ("{{ x | map(attribute='a', default=1, zz=2, aa=3) }}", "`map` got an unexpected argument `aa`", 7),
+    ("{{ x | map('default', _y) }}", "names and keys beginning with '_' are not allowed (`_y`)", 22),
+    ("{{ x | map('join', ',', '_a') }}", "names and keys beginning with '_' are not allowed (`_a`)", 24),
+    ("{{ x | map(attribute=params.a) }}", "the attribute argument of `map` must be a constant string", 21),
+    ("{{ x | default(_a) }}", "names and keys beginning with '_' are not allowed (`_a`)", 15),
+    ("{{ x | default(d=_a) }}", "names and keys beginning with '_' are not allowed (`_a`)", 17),
+]
+
+
 @pytest.mark.parametrize(("text", "whole", "references", "filters"), COMPILE_OK)
 def test_compiled_templates(
     text: str, whole: bool, references: list[tuple[str, tuple[str | int, ...], int]], filters: list[Any]
