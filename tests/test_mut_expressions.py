@@ -1171,3 +1171,26 @@ def test_arithmetic_estimates_and_results(text: str, params: dict[str, Any], exp
         assert refused(text, {"params": params}) == expected
     else:
         assert render(text, {"params": params}) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # the path named is the reference that reached the missing key, not the first one read
+        ("{{ (nosuch | default('')) ~ params.m.z }}", "undefined: params.m.z (params.m has no key 'z')"),
+        (
+            "{{ params.l[5] | default('d') ~ params.l[7] }}",
+            "undefined: params.l[7] (params.l has no item 7 (it has 1))",
+        ),
+        ("{{ params.m.k.z ~ params.m.q }}", "undefined: params.m.k.z (params.m.k has no key 'z')"),
+        ("{{ params.l[0][3] }}", "undefined: params.l[0][3] (params.l[0] has no item 3 (it has 1))"),
+        ("{{ params.l[0].x }}", "undefined: params.l[0].x (params.l[0] is a list, which has no key 'x')"),
+        ("{{ params.m['k'].z }}", "undefined: params.m.k.z (params.m.k has no key 'z')"),
+        ("{{ params.m.k[0] }}", "undefined: params.m.k[0] (params.m.k has no key 0)"),
+        ("{{ [params.m.k][0].z }}", "undefined: a mapping has no key 'z'"),
+        ("{{ params.m[params.s].z }}", "undefined: a mapping has no key 'abc'"),
+    ],
+)
+def test_which_path_an_undefined_names(text: str, message: str) -> None:
+    scope = {"params": {"m": {"k": {}}, "l": [[1]], "s": "abc"}, "steps": {}}
+    assert refused(text, scope) == message
