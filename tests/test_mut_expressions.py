@@ -1194,3 +1194,75 @@ def test_arithmetic_estimates_and_results(text: str, params: dict[str, Any], exp
 def test_which_path_an_undefined_names(text: str, message: str) -> None:
     scope = {"params": {"m": {"k": {}}, "l": [[1]], "s": "abc"}, "steps": {}}
     assert refused(text, scope) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "expected"),
+    [
+        ("{{ (params.s | b64encode) | length }}", {"s": "x" * 6291453}, 8388604),  # estimate 8388608
+        (
+            "{{ params.s | b64encode }}",
+            {"s": "x" * 6291454},
+            "b64encode result too large: 8388609 characters or items (limit 8388608)",
+        ),
+        (
+            "{{ params.s | urlencode }}",
+            {"s": "/" * 3000000},
+            "urlencode result too large: 9000000 characters or items (limit 8388608)",
+        ),
+        (
+            "{{ params.s | fromjson }}",
+            {"s": "x" * (8388608 + 1)},
+            "fromjson: text too long (8388609 characters, limit 8388608)",
+        ),
+        (
+            "{{ params.s | fromjson }}",
+            {"s": "x" * 8388608},
+            "fromjson: invalid JSON at character 0: Expecting value",
+        ),
+        ("{{ params.s | b64decode }}", {"s": "!" * (8388608 + 1)}, "b64decode: text too long"),
+        ("{{ params.s | b64decode }}", {"s": "!" * 8388608}, "b64decode: not valid base64"),
+        (
+            "{{ params.l | tojson }}",
+            {"l": ["x" * 1000000] * 9},
+            "tojson result too large: 9000036 characters or items (limit 8388608)",
+        ),
+        ("{{ (params.l | tojson(1)) | length }}", {"l": ["x" * 1000000] * 8}, 8000042),
+        (
+            "{{ params.l | string }}",
+            {"l": ["x" * 1000000] * 9},
+            "string result too large: 9000036 characters or items (limit 8388608)",
+        ),
+        (
+            "{{ params.l | join(',') }}",
+            {"l": ["x" * 999999] * 9},
+            "join result too large: 8999999 characters or items (limit 8388608)",
+        ),
+        (
+            "{{ params.s | replace('a', 'bbbbbbbbbb') }}",
+            {"s": "a" * 999999},
+            "replace result too large: 9999990 characters or items (limit 8388608)",
+        ),
+        (
+            "{{ params.s | replace('a', 'bbbbbbbbbb', 900000) }}",
+            {"s": "a" * 999999},
+            "replace result too large: 9099999 characters or items (limit 8388608)",
+        ),
+        ("{{ (params.s | replace('a', 'bbbbbbbbbb', 10)) | length }}", {"s": "a" * 999999}, 1000089),
+        (
+            "{{ (params.s | replace('aa', 'b')) | length }}",
+            {"s": "a" * 9000000},
+            4500000,
+        ),  # shrinking is fine
+    ],
+)
+def test_filter_results_at_the_value_cap(text: str, params: dict[str, Any], expected: Any) -> None:
+    if isinstance(expected, str):
+        assert refused(text, {"params": params}) == expected
+    else:
+        assert render(text, {"params": params}) == expected
+
+
+def test_indented_tojson_stops_past_the_cap() -> None:
+    message = refused("{{ params.l | tojson(1) }}", {"params": {"l": ["x" * 1000000] * 9}})
+    assert message.startswith("tojson result too large: ")
