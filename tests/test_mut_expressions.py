@@ -1266,3 +1266,24 @@ def test_filter_results_at_the_value_cap(text: str, params: dict[str, Any], expe
 def test_indented_tojson_stops_past_the_cap() -> None:
     message = refused("{{ params.l | tojson(1) }}", {"params": {"l": ["x" * 1000000] * 9}})
     assert message.startswith("tojson result too large: ")
+
+
+@pytest.mark.parametrize(
+    ("shape", "deepest"),
+    [
+        ("{{ x[%s1] }}", 63),  # a dynamic subscript is one level down
+        ("{{ [%s1][0] }}", 62),  # the object of a subscript that is not a name, then its items
+        ("{{ 1 | default(%s1) }}", 63),  # a filter's argument
+        ("{{ 1 | default(d=%s1) }}", 63),  # a filter's keyword argument
+        ("{{ 1 is eq(%s1) }}", 63),  # a test's argument
+        ("{{ [%s1] }}", 63),
+        ("{{ (%s1) + 1 }}", 63),
+        ("{{ 1 if (%s1) else 2 }}", 63),
+        ("{{ x[1:%s1] }}", 62),  # a slice, then its bounds
+    ],
+)
+def test_nesting_limit_everywhere(shape: str, deepest: int) -> None:
+    assert compile_template(shape % ("-" * deepest))
+    with pytest.raises(ExpressionError) as info:
+        compile_template(shape % ("-" * (deepest + 1)))
+    assert info.value.message == "expression nested too deeply (more than 64 levels)"
