@@ -732,6 +732,13 @@ COMPILE_REFUSED += [
     ("{{ x | default(d=_a) }}", "names and keys beginning with '_' are not allowed (`_a`)", 17),
 ]
 
+# every key after a dynamic subscript is still checked
+COMPILE_REFUSED += [
+    ("{{ x[y]._a }}", "names and keys beginning with '_' are not allowed (`_a`)", 7),
+    ("{{ x[y].a._b }}", "names and keys beginning with '_' are not allowed (`_b`)", 9),
+    ("{{ x[y][0]['_c'] }}", "names and keys beginning with '_' are not allowed (`_c`)", 11),
+]
+
 
 @pytest.mark.parametrize(("text", "whole", "references", "filters"), COMPILE_OK)
 def test_compiled_templates(
