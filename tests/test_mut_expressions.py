@@ -885,6 +885,8 @@ def test_objects_that_are_not_data() -> None:
         ("a\nb{{ x }}", [("x", 6)]),
         ("{{ x }}\r\n{{ y }}", [("x", 3), ("y", 12)]),
         ("{{ x }}\r\n{{ y }}\r\n{{ z }}", [("x", 3), ("y", 12), ("z", 21)]),
+        ("{{\r\n\r\nx }}", [("x", 6)]),  # just after two line breaks inside the expression
+        ("{{ x\r\n}}", [("x", 3)]),  # just before one
     ],
 )
 def test_offsets_with_line_breaks(text: str, references: list[tuple[str, int]]) -> None:
@@ -1287,6 +1289,8 @@ def test_indented_tojson_stops_past_the_cap() -> None:
         ("{{ (%s1) + 1 }}", 63),
         ("{{ 1 if (%s1) else 2 }}", 63),
         ("{{ x[1:%s1] }}", 62),  # a slice, then its bounds
+        ("{{ (%s1) | abs }}", 63),  # a filter's value
+        ("{{ (%s1) is odd }}", 63),  # a test's value
     ],
 )
 def test_nesting_limit_everywhere(shape: str, deepest: int) -> None:
