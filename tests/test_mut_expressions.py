@@ -739,6 +739,14 @@ COMPILE_REFUSED += [
     ("{{ x[y][0]['_c'] }}", "names and keys beginning with '_' are not allowed (`_c`)", 11),
 ]
 
+# Jinja's operator-named tests get the hint too; a closer right after its opener still closes it
+COMPILE_REFUSED += [
+    ("{{ x | select('==', 1) }}", "test `==` is not allowed; use `eq` (wpk keeps one name per test)", 14),
+    ("{{ x | select('<=', 1) }}", "test `<=` is not allowed; use `le` (wpk keeps one name per test)", 14),
+    ("{%%}", "statements ({% … %}) are not allowed: templates are {{ expressions }} only", 0),
+    ("{#}#}", "comments ({# … #}) are not allowed: templates are {{ expressions }} only", 0),
+]
+
 
 @pytest.mark.parametrize(("text", "whole", "references", "filters"), COMPILE_OK)
 def test_compiled_templates(
