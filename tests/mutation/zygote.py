@@ -136,10 +136,7 @@ def client(path: str, args: list[str]) -> int:
         if not chunk:
             break
         reply += chunk
-    code = int(reply or b"3")
-    # mutmut 2 counts every exit code but 1 as "tests pass": pytest's 2 (a test module that no
-    # longer imports, e.g. `ALLOWED_FILTERS = None` used at module level) would be a survivor.
-    return 1 if code == 2 else code
+    return int(reply or b"3")  # the server already reports pytest's 2 and 4 as 1 (see above)
 
 
 if __name__ == "__main__":
