@@ -468,16 +468,19 @@ def _locate_tokens(env: ImmutableSandboxedEnvironment, text: str) -> list[tuple[
                     f"{what} are not allowed: templates are {{{{ expressions }}}} only", offset
                 )
             if kind == "data":
-                data.append((offset, raw))
+                data.append((pos, raw))  # normalised: `original` maps it back once found
             located.append((offset + 1, kind, raw))
     except TemplateSyntaxError as exc:
         raise ExpressionError(_syntax_message(exc), original(cursor)) from None
-    _refuse_statement_text(data)
+    _refuse_statement_text(data, original)
     return located
 
 
-def _refuse_statement_text(data: list[tuple[int, str]]) -> None:
-    """`{% … %}` or `{# … #}` in the text: a statement or comment the author expects to work."""
+def _refuse_statement_text(data: list[tuple[int, str]], original: Callable[[int], int]) -> None:
+    """`{% … %}` or `{# … #}` in the text: a statement or comment the author expects to work.
+
+    `data` holds positions in the text with `\\r\\n` folded to `\\n`; `original` maps one back to
+    the author's text, so the offset counts each `\\r\\n` as the two characters it is."""
     for opening, closing, what in (("{%", "%}", "statements ({% … %})"), ("{#", "#}", "comments ({# … #})")):
         first: int | None = None
         for offset, raw in data:
@@ -486,7 +489,7 @@ def _refuse_statement_text(data: list[tuple[int, str]]) -> None:
                 found = raw.find(opening)
                 if found < 0:
                     continue
-                first = offset + found
+                first = original(offset + found)
                 start = found + 2
             if raw.find(closing, start) >= 0:
                 raise ExpressionError(

@@ -915,6 +915,9 @@ COMMENTS = "comments ({# … #}) are not allowed: templates are {{ expressions }
         ("{% {{ 1 }}%}", STATEMENTS, 0),  # the closer at the very start of a later piece of text
         ("{# {{ 1 }}#}", COMMENTS, 0),
         ("a {{ 1 }}{% b %}", STATEMENTS, 9),
+        # each \r\n before the statement counts as the two characters it is
+        ("a\r\nb {% x %}", STATEMENTS, 5),
+        ("a\r\n\r\nb {{ 1 }} {# x #}", COMMENTS, 15),
         # Jinja's own delimiters (behind a NUL nobody types) are refused as the tokens they make
         ("\x00{% if x %}\x00", STATEMENTS, 0),
         ("x\x00{% y", STATEMENTS, 1),
