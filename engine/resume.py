@@ -14,7 +14,7 @@ idempotent `rollback:` call), else it fails as "agent lost, outcome unknown"; th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,12 +65,17 @@ class ResumePoint:
 
 
 def _template_texts(value: Any) -> Iterator[str]:
+    """Every template text in a step field: strings, compiled templates' sources, nested data.
+    (Duck-typed on `source`: importing engine/expressions here would load Jinja at start-up.)"""
     if isinstance(value, str):
         yield value
-    elif hasattr(value, "source") and isinstance(value.source, str):  # a compiled template
+    elif isinstance(getattr(value, "source", None), str):  # a compiled template
         yield value.source
-    elif isinstance(value, dict | list | tuple) or hasattr(value, "items"):
-        for v in value.values() if hasattr(value, "values") else value:
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _template_texts(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
             yield from _template_texts(v)
 
 
