@@ -382,26 +382,16 @@ def test_sigterm_past_the_grace_period_hands_over_and_still_exits_0(tmp_path: Pa
         again.stop()
 
 
-MADE_THEN_SLOW = """\
-apiVersion: wpk/v1
-kind: Runbook
-metadata: {name: made-then-slow, version: 1.0.0}
-spec:
-  params:
-    dir: {type: string}
-  steps:
-    - id: make
-      uses: shell.run
-      with: {command: "echo made >> {{ params.dir }}/made"}
-      rollback:
-        uses: shell.run
-        with: {command: "echo undone >> {{ params.dir }}/undone"}
+MADE_THEN_SLOW = (  # UNDOABLE's step, then one that outlives the grace period
+    UNDOABLE
+    + """\
     - id: wait
       uses: shell.run
       needs: [make]
       with: {command: "echo $$ > {{ params.dir }}/pgid; sleep 60 & sleep 60; wait"}
       rollback: none
 """
+)
 
 
 def test_past_grace_rollback_cancels_and_rolls_back_instead_of_handing_over(tmp_path: Path) -> None:
