@@ -30,10 +30,11 @@ class ValidationResult:
     doc: SourceDoc | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     cached: bool = False  # replayed from the compiled-package cache (engine/cache.py): no doc
+    loaded: bool = False  # loaded in a worker process (engine/validate_parallel.py): no doc here
 
     @property
     def valid(self) -> bool:
-        return (self.doc is not None or self.cached) and not has_errors(self.diagnostics)
+        return (self.doc is not None or self.cached or self.loaded) and not has_errors(self.diagnostics)
 
     @property
     def errors(self) -> list[Diagnostic]:
