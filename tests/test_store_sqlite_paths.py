@@ -5,6 +5,8 @@
   running meanwhile, later writes queue behind it, and nothing is lost or reordered.
 - Checkpoints (the only fsyncs under `synchronous=NORMAL`) run on a thread of their own.
 - A failed write keeps nothing of itself, offloaded too (no partial commit).
+- A long run of buffered events is written ahead of the next barrier, on the loop thread only
+  when that cannot wait (a lock held elsewhere keeps them buffered, nothing lost or doubled).
 - The plain-INSERT path is taken only for events that change no row (`_ROW_EVENTS` agrees with
   `status_after`), and the event encoder writes what `json.dumps` wrote.
 """
@@ -27,7 +29,13 @@ from wpk.engine.events import Event, EventType
 from wpk.engine.executions import WorkflowCache, submit
 from wpk.engine.store import SQLiteStore, StoreError
 from wpk.engine.store.base import status_after
-from wpk.engine.store.sqlite import _ENCODE, _ROW_EVENTS, CHECKPOINT_BYTES, CHECKPOINT_EVERY
+from wpk.engine.store.sqlite import (
+    _ENCODE,
+    _ROW_EVENTS,
+    CHECKPOINT_BYTES,
+    CHECKPOINT_EVERY,
+    EARLY_WRITE_EVENTS,
+)
 
 RUNBOOK = """\
 apiVersion: wpk/v1
@@ -194,4 +202,70 @@ async def test_a_full_disk_surfaces_at_the_flush_carrying_the_write(tmp_path: Pa
         assert await store.events("e") == []  # all or nothing
     finally:
         store._pending.clear()
+        await store.aclose()
+
+
+def _stored_seqs(path: Path) -> list[int]:
+    reader = sqlite3.connect(path)
+    try:
+        return [r[0] for r in reader.execute("SELECT seq FROM events ORDER BY seq")]
+    finally:
+        reader.close()
+
+
+async def test_a_long_run_of_buffered_events_is_written_before_the_barrier(tmp_path: Path) -> None:
+    path = tmp_path / "wpk.db"
+    store = SQLiteStore(path)
+    try:
+        eid = (await submit(store, WorkflowCache(), RUNBOOK, {})).execution_id
+        # A status-changing event first: the early write applies rows as a flush does.
+        store.append(eid, Event(2, EventType.EXECUTION_STARTED, time.time()))
+        for seq in range(3, EARLY_WRITE_EVENTS + 1):
+            store.append(eid, _log(seq, f"line {seq}"))
+        assert _stored_seqs(path) == [1]  # one short of the threshold: still buffered
+        store.append(eid, _log(EARLY_WRITE_EVENTS + 1, "the one that fills the buffer"))
+        assert _stored_seqs(path) == list(range(1, EARLY_WRITE_EVENTS + 2))  # written, no flush
+        reader = sqlite3.connect(path)
+        assert reader.execute("SELECT status FROM executions").fetchone() == ("running",)
+        reader.close()
+        store.append(eid, _log(EARLY_WRITE_EVENTS + 2, "after"))
+        await store.flush()
+        assert [e.seq for e in await store.events(eid)] == list(range(1, EARLY_WRITE_EVENTS + 3))
+    finally:
+        await store.aclose()
+
+
+async def test_buffered_events_wait_for_a_lock_held_elsewhere_on_the_flush(tmp_path: Path) -> None:
+    path = tmp_path / "wpk.db"
+    store = SQLiteStore(path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "held"
+        for seq in range(1, 2 * EARLY_WRITE_EVENTS + 1):
+            store.append("e", _log(seq, f"line {seq}"))  # the early writes find the lock taken
+        assert _stored_seqs(path) == []
+        assert len(store._pending) == 2 * EARLY_WRITE_EVENTS and store._worker is None  # kept, no wait
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        await store.flush()  # waits for the lock on the database thread, then writes them all
+        assert _stored_seqs(path) == list(range(1, 2 * EARLY_WRITE_EVENTS + 1))
+    finally:
+        holder.kill()
+        holder.communicate()
+        await store.aclose()
+
+
+async def test_the_server_store_buffers_until_its_flush(tmp_path: Path) -> None:
+    path = tmp_path / "wpk.db"
+    store = SQLiteStore(path, offload=True)  # every call on the database thread, none from append
+    try:
+        for seq in range(1, EARLY_WRITE_EVENTS + 2):
+            store.append("e", _log(seq, f"line {seq}"))
+        assert _stored_seqs(path) == []
+        await store.flush()
+        assert _stored_seqs(path) == list(range(1, EARLY_WRITE_EVENTS + 2))
+    finally:
         await store.aclose()

@@ -150,6 +150,8 @@ CHECKPOINT_BYTES = 4 << 20
 whichever comes first: about SQLite's default of 1,000 WAL pages (a commit of a step's events
 writes one or two pages; large outputs write more)."""
 _ONE_STATEMENT_ROWS = 256  # 7 values a row, well under SQLite's bound on bound parameters
+EARLY_WRITE_EVENTS = 1024
+"""Buffered events written ahead of a barrier once this many wait (`SQLiteStore._write_early`)."""
 _INSERT_EVENTS = {
     n: "INSERT INTO events VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
     for n in range(1, _ONE_STATEMENT_ROWS + 1)
@@ -282,6 +284,27 @@ class SQLiteStore:
         row = self._event_row(execution_id, event)
         self._written += len(row[6])
         self._pending.append((execution_id, event, row))
+        if len(self._pending) >= EARLY_WRITE_EVENTS and not self.offload:
+            self._write_early()
+
+    def _write_early(self) -> None:
+        """Write a long run of buffered events now, on the loop thread, if that cannot wait.
+
+        Between barriers a run of read-only steps buffers every event (one flush at its end):
+        10,000 steps held 20,000 encoded rows, 9 MiB of the process's peak. Written ahead, in
+        one transaction per `EARLY_WRITE_EVENTS`, they cost no more, and a crash loses less.
+        Only when nothing is queued for the database thread (writes stay in order) and no claim
+        fences the batch; a busy lock or any error leaves the events buffered for the next
+        flush, which waits for the lock or reports the error."""
+        if self._on_thread or self._fences:
+            return
+        batch = self._pending
+        try:
+            self._write(lambda db: self._apply_events(db, batch))
+        except sqlite3.Error:
+            return
+        self._pending, self._plain = [], True
+        self._committed()
 
     async def flush(self) -> None:
         if not self._pending:
