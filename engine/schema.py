@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import functools
 import re
 import time
@@ -254,6 +253,8 @@ def describe_path(path: tuple[str | int, ...] | list[str | int]) -> str:
 
 def did_you_mean(word: str, choices: Any) -> str:
     """` (did you mean 'needs'?)` or ``."""
+    import difflib  # only a misspelt name needs it: 2 ms of start-up
+
     names = [c for c in choices if isinstance(c, str)]
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
