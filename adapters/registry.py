@@ -39,6 +39,8 @@ that list the group see them."""
 BUILTIN = tuple(BUILTIN_FACTORIES)
 
 _registered: dict[str, AdapterFactory] = {}
+_infos: dict[str, ActionInfo | None] = {}
+"""`action_info` by `uses`: asked four times a step (validation, compile, run, compensation)."""
 
 
 class UnknownAdapter(LookupError):
@@ -49,11 +51,13 @@ def register(name: str, factory: AdapterFactory) -> None:
     """Make an adapter available under `name` (overrides an entry point of the same name)."""
     _registered[name] = factory
     _third_party_infos.cache_clear()
+    _infos.clear()
 
 
 def unregister(name: str) -> None:
     _registered.pop(name, None)
     _third_party_infos.cache_clear()
+    _infos.clear()
 
 
 @functools.cache
@@ -116,10 +120,18 @@ def _third_party_infos(name: str) -> dict[str, ActionInfo]:
 
 def action_info(uses: str) -> ActionInfo | None:
     """Metadata of `adapter.action`, or None when no such action exists."""
+    try:
+        return _infos[uses]
+    except KeyError:
+        pass
     adapter, _, _ = uses.partition(".")
     if adapter in BUILTIN and adapter not in _registered:
-        return _builtin_infos().get(uses)
-    return _third_party_infos(adapter).get(uses)
+        info = _builtin_infos().get(uses)
+    else:
+        info = _third_party_infos(adapter).get(uses)
+    if len(_infos) < 4096:  # `uses` comes from runbooks: a bound, as for every cache of theirs
+        _infos[uses] = info
+    return info
 
 
 def known_actions(adapter: str | None = None) -> list[str]:

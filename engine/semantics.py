@@ -779,16 +779,24 @@ def _cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
 
 
 def _template_strings(body: Mapping[str, Any], path: PathT) -> Iterator[tuple[PathT, str]]:
-    """Every template string of a step body, except the nested rollback body (its own site)."""
+    """Every template string of a step body, except the nested rollback body (its own site).
+
+    A step's own strings (`id`, `uses`, `when` …) are looked at here, without a generator or a
+    path per value: most steps have few templates, and this ran once per step (_walk_strings
+    recursed into every value of a 10,000-step runbook)."""
     for key, value in body.items():
-        if key == "rollback" and isinstance(value, Mapping):
+        if isinstance(value, str):
+            if "{" in value and (is_template(value) or "{%" in value or "{#" in value):
+                yield path + (key,), value
+        elif key == "rollback" and isinstance(value, Mapping):
             continue
-        yield from _walk_strings(value, path + (key,))
+        elif isinstance(value, (Mapping, list)):
+            yield from _walk_strings(value, path + (key,))
 
 
 def _walk_strings(value: Any, path: PathT) -> Iterator[tuple[PathT, str]]:
     if isinstance(value, str):
-        if is_template(value) or "{%" in value or "{#" in value:
+        if "{" in value and (is_template(value) or "{%" in value or "{#" in value):
             yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
