@@ -674,6 +674,19 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "every invalid pattern of one parameter is reported, not just the first",
+        "  params:\n    p: {type: array, pattern: '(', items: {type: string, pattern: '['}}\n" + USE_ALL,
+        [
+            "6:31 error param-pattern: parameter 'p': invalid pattern: missing ) at position 1",
+            "6:67 error param-pattern: parameter 'p': invalid pattern: "
+            "unterminated character set at position 1",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
