@@ -229,11 +229,10 @@ def _compile_step(
     kind: StepKind,
     defaults: Mapping[str, Any],
     line: int,
-    where: Mapping[str, str] | None = None,
-    base_retries: RetryPolicy | None = None,
+    where: Mapping[str, str],
+    base_retries: RetryPolicy,
 ) -> Step:
-    if base_retries is None:
-        base_retries = _retry_policy(defaults.get("retries"), RetryPolicy())
+    """One step; `base_retries` is `spec.defaults.retries`, compiled once per list by the caller."""
     default_timeout = defaults.get("timeout")
     rollback = raw.get("rollback", "auto")
     body: ActionCall | None = None
@@ -271,7 +270,7 @@ def _compile_step(
         idempotent=bool(raw.get("idempotent", False)),
         description=str(raw.get("description", "")),
         line=line,
-        where={} if where is None else where,
+        where=where,
     )
     for value in (step.when, step.for_each, step.outputs, step.timeout_template):
         if value:

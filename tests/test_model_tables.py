@@ -124,6 +124,7 @@ def test_spec_fields_and_their_defaults() -> None:
         {},
         False,
     )
+    assert (a.max_failures, a.timeout_template) == (None, None)
     assert a.line == 7  # the runbook's line (the body starts on line 6 with a blank line)
 
 
@@ -308,7 +309,13 @@ def test_defaults_of_the_model_classes() -> None:
         None,
         False,
     )
-    assert (step.description, step.line) == ("", 0)
+    assert (step.description, step.line, step.max_failures, step.timeout_template, dict(step.where)) == (
+        "",
+        0,
+        None,
+        None,
+        {},
+    )
     wf = workflow("""
         steps:
           - {id: a, uses: core.noop}
@@ -388,3 +395,121 @@ def test_line_numbers_and_description_of_every_kind_of_step() -> None:
         ("r", 9),
         ("f", 11),
     ]
+
+
+# -- for_each failure budgets (docs/format.md, `max_failures`) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "items", "tolerated", "described"),
+    [
+        (2, 10, 2, "2"),
+        (0, 10, 0, "0"),
+        ("25%", 10, 2, "25%"),
+        ("25%", 7, 1, "25%"),  # 1.75 items: rounded down
+        ("50%", 3, 1, "50%"),
+        ("1%", 100, 1, "1%"),  # exactly one item of a hundred
+        ("1%", 99, 0, "1%"),
+        ("100%", 4, 4, "100%"),
+        ("12.5%", 8, 1, "12.5%"),
+        ("0%", 5, 0, "0%"),
+    ],
+)
+def test_a_failure_budget_as_compiled_and_as_shown(
+    raw: int | str, items: int, tolerated: int, described: str
+) -> None:
+    from wpk.engine.model import FailureBudget
+
+    written = raw if isinstance(raw, int) else repr(raw)
+    wf = workflow(f"""
+        steps:
+          - {{id: a, uses: core.noop, for_each: [1], max_failures: {written}}}
+    """)
+    budget = wf.step("a").max_failures
+    assert budget is not None
+    expected = FailureBudget(percent=float(raw[:-1])) if isinstance(raw, str) else FailureBudget(count=raw)
+    assert budget == expected
+    assert (budget.tolerated(items), budget.describe()) == (tolerated, described)
+    step = wf.step("a")
+    # an explicit budget applies whatever fail_fast and continue_on_error say
+    assert step.item_stop_after(items, fail_fast=True) == tolerated
+    assert step.item_stop_after(items, fail_fast=False) == tolerated
+    assert step.item_failures_tolerated(items) == tolerated
+
+
+def test_a_failure_budget_is_an_immutable_keyword_only_value() -> None:
+    import dataclasses
+
+    from wpk.engine.model import FailureBudget
+
+    assert (FailureBudget().count, FailureBudget().percent) == (None, None)
+    assert FailureBudget().tolerated(10) == 0 and FailureBudget(count=0).tolerated(10) == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FailureBudget(count=1).count = 2  # type: ignore[misc]
+    assert not hasattr(FailureBudget(count=1), "__dict__")
+    with pytest.raises(TypeError):
+        FailureBudget(1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("step_fields", "fail_fast", "stop_after"),
+    [
+        ("", True, 0),  # fail fast: the first failed item stops the rollout
+        ("", False, None),  # fail_fast: false keeps every item going
+        (", continue_on_error: true", True, None),
+        (", continue_on_error: true", False, None),
+        (", max_failures: 3", True, 3),
+        (", max_failures: 3, continue_on_error: true", False, 3),
+    ],
+)
+def test_when_a_rollout_stops_starting_items(
+    step_fields: str, fail_fast: bool, stop_after: int | None
+) -> None:
+    wf = workflow(f"""
+        steps:
+          - {{id: a, uses: core.noop, for_each: [1, 2, 3, 4, 5]{step_fields}}}
+    """)
+    step = wf.step("a")
+    assert step.item_stop_after(5, fail_fast=fail_fast) == stop_after
+    # without max_failures no failed item leaves the step completed
+    assert step.item_failures_tolerated(5) == (3 if "max_failures" in step_fields else 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "fail_fast"), [("", True), ("fail_fast: true", True), ("fail_fast: false", False)]
+)
+def test_fail_fast_is_on_unless_the_runbook_turns_it_off(line: str, fail_fast: bool) -> None:
+    wf = workflow(f"""
+        {line}
+        steps:
+          - {{id: a, uses: core.noop}}
+    """)
+    assert wf.fail_fast is fail_fast
+
+
+def test_where_points_at_each_field_a_run_can_fail_on() -> None:
+    wf = workflow("""
+        steps:
+          - id: a
+            uses: core.echo
+            when: "{{ true }}"
+            for_each: [1, 2]
+            timeout: 5s
+            with:
+              message: hi
+            outputs:
+              m: "{{ result.message }}"
+          - {id: b, uses: core.noop}
+        finally:
+          - {id: f, uses: core.echo, with: {message: bye}}
+    """)
+    assert dict(wf.step("a").where) == {
+        "when": "t.yaml:9:13",
+        "for_each": "t.yaml:10:17",
+        "timeout": "t.yaml:11:16",
+        "with": "t.yaml:13:9",
+        "with.message": "t.yaml:13:18",
+        "outputs.m": "t.yaml:15:12",
+    }
+    assert dict(wf.step("b").where) == {}
+    assert dict(wf.step("f").where) == {"with": "t.yaml:18:38", "with.message": "t.yaml:18:48"}

@@ -674,9 +674,44 @@ MORE += [
 ]
 
 
+MORE += [
+    (
+        "every invalid pattern of one parameter is reported, not just the first",
+        "  params:\n    p: {type: array, pattern: '(', items: {type: string, pattern: '['}}\n" + USE_ALL,
+        [
+            "6:31 error param-pattern: parameter 'p': invalid pattern: missing ) at position 1",
+            "6:67 error param-pattern: parameter 'p': invalid pattern: "
+            "unterminated character set at position 1",
+        ],
+    ),
+]
+
+
 @pytest.mark.parametrize(("body", "expected"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
 def test_patterns_rollback_switch_and_columns(body: str, expected: list[str]) -> None:
     assert diagnostics(body) == expected
+
+
+def test_a_spent_pattern_budget_is_reported_once_per_parameter_and_skips_its_default() -> None:
+    """The request's regex budget (`limits.regex_seconds`) already spent: each parameter with a
+    pattern says so once, at its first pattern, and its default is not checked (that would need
+    the pattern too). Patterns unique to this test, so no cached probe answers for them."""
+    from wpk.engine.schema import regex_budget
+
+    spent = (
+        "pattern matching took too long in total for this request (limit limits.regex_seconds = 0; "
+        "an operator can raise it in the `limits:` section of the agent configuration, not in the runbook)"
+    )
+    with regex_budget(0.0):
+        got = diagnostics(
+            "  params:\n    p: {type: array, pattern: '^budget-a$',"
+            " items: {type: string, pattern: '^budget-b$'}, default: 5}\n"
+            "    q: {type: string, pattern: '^budget-c$', default: 7}\n" + USE_ALL
+        )
+    assert got == [
+        f"6:31 error param-pattern-budget: parameter 'p': {spent}",
+        f"7:32 error param-pattern-budget: parameter 'q': {spent}",
+    ]
 
 
 # --------------------------------------------------------------------------------------------
