@@ -98,6 +98,21 @@ class NodePos:
         self.children: list[NodePos] | dict[str, NodePos] | None = None
 
 
+def mark_below(node: NodePos, rel: PathT) -> Mark:
+    """`SourceDoc.mark` of `rel` below `node`: the nearest existing node's position."""
+    for part in rel:
+        children = node.children
+        child: NodePos | None = None
+        if isinstance(children, dict) and isinstance(part, str):
+            child = children.get(part)
+        elif isinstance(children, list) and type(part) is int and 0 <= part < len(children):
+            child = children[part]
+        if child is None:
+            break
+        node = child
+    return Mark(node.line, node.col)
+
+
 @dataclass(frozen=True, slots=True)
 class SourceDoc:
     """A loaded document: plain JSON data plus the position of every node.
@@ -156,6 +171,16 @@ class SourceDoc:
         if exists and node is not None and path and isinstance(path[-1], str) and node.key_line:
             return Mark(node.key_line, node.key_col)
         return self.mark(path)
+
+    def nodes_under(self, path: PathT) -> list[NodePos] | None:
+        """The position nodes of the sequence at `path` (None if it is not one, or unknown).
+
+        For a caller that reads many siblings' positions (the compiler, once per step): one walk
+        from the root for all of them, then `mark_below` from each."""
+        node, exists = self._walk(path)
+        if not exists or node is None or node is self.positions or not isinstance(node.children, list):
+            return None
+        return node.children
 
     def scalar_style(self, path: PathT) -> str | None:
         """YAML style of the scalar at `path`: None (plain), "'", '"', "|" or ">".

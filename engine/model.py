@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .durations import DURATION_FORMS as DURATION_FORMS
-from .loader import SourceDoc
+from .loader import Mark, SourceDoc, mark_below
 from .template_text import is_template
 
 DEFAULT_CONCURRENCY = 8
@@ -185,7 +186,7 @@ _ROLLBACK_MODES: dict[Any, RollbackMode] = {mode.value: mode for mode in Rollbac
 
 
 def _retry_policy(raw: Any, base: RetryPolicy) -> RetryPolicy:
-    if not isinstance(raw, Mapping):
+    if raw is None or not isinstance(raw, Mapping):  # most steps have none: no ABC check then
         return base
     return RetryPolicy(
         attempts=int(raw.get("attempts", base.attempts)),
@@ -236,7 +237,7 @@ def _compile_step(
     default_timeout = defaults.get("timeout")
     rollback = raw.get("rollback", "auto")
     body: ActionCall | None = None
-    if isinstance(rollback, Mapping):
+    if type(rollback) is not str and isinstance(rollback, Mapping):  # a mode is a str: no ABC check
         mode = RollbackMode.BODY
         body = ActionCall(
             uses=str(rollback["uses"]),
@@ -299,6 +300,10 @@ def topological_order(steps: tuple[Step, ...]) -> tuple[str, ...]:
     return tuple(order)
 
 
+def _mark_at(doc: SourceDoc, path: tuple[str | int, ...], rel: tuple[str | int, ...]) -> Mark:
+    return doc.mark((*path, *rel))
+
+
 def compile_workflow(doc: SourceDoc) -> Workflow:
     """Compile a document that `validate_document` found free of errors."""
     data = doc.data
@@ -306,24 +311,33 @@ def compile_workflow(doc: SourceDoc) -> Workflow:
     spec = data["spec"]
     defaults = spec.get("defaults", {})
 
-    def where(path: tuple[str | int, ...], raw: Mapping[str, Any]) -> dict[str, str]:
+    def where(mark: Callable[[tuple[str | int, ...]], Mark], raw: Mapping[str, Any]) -> dict[str, str]:
         fields: list[tuple[str | int, ...]] = [
             (f,) for f in ("when", "for_each", "timeout", "with") if f in raw
         ]
-        fields += [("outputs", name) for name in raw.get("outputs", {}) or {}]
-        fields += [("with", name) for name in raw.get("with", {}) or {}]
+        if "outputs" in raw:
+            fields += [("outputs", name) for name in raw["outputs"] or {}]
+        if "with" in raw:
+            fields += [("with", name) for name in raw["with"] or {}]
         out = {}
         for rel in fields:
-            mark = doc.mark((*path, *rel))
-            out[".".join(str(p) for p in rel)] = f"{doc.path}:{mark.line}:{mark.col}"
+            at = mark(rel)
+            out[".".join(str(p) for p in rel)] = f"{doc.path}:{at.line}:{at.col}"
         return out
 
     def build(items: list[Mapping[str, Any]], kind: StepKind, key: tuple[str, ...]) -> tuple[Step, ...]:
         retries = _retry_policy(defaults.get("retries"), RetryPolicy())
-        return tuple(
-            _compile_step(raw, kind, defaults, doc.mark((*key, i)).line, where((*key, i), raw), retries)
-            for i, raw in enumerate(items)
-        )
+        nodes = doc.nodes_under(key)  # one walk from the root for the whole list
+        out = []
+        for i, raw in enumerate(items):
+            mark: Callable[[tuple[str | int, ...]], Mark]
+            if nodes is not None and i < len(nodes):
+                line, mark = nodes[i].line, functools.partial(mark_below, nodes[i])
+            else:  # no positions (a document from data): what `doc.mark` says
+                path: tuple[str | int, ...] = (*key, i)
+                line, mark = doc.mark(path).line, functools.partial(_mark_at, doc, path)
+            out.append(_compile_step(raw, kind, defaults, line, where(mark, raw), retries))
+        return tuple(out)
 
     steps = build(spec["steps"], StepKind.MAIN, ("spec", "steps"))
     rollback = spec.get("rollback", {})
