@@ -186,7 +186,9 @@ _ROLLBACK_MODES: dict[Any, RollbackMode] = {mode.value: mode for mode in Rollbac
 
 
 def _retry_policy(raw: Any, base: RetryPolicy) -> RetryPolicy:
-    if raw is None or not isinstance(raw, Mapping):  # most steps have none: no ABC check then
+    if raw is None:  # most steps: no ABC check
+        return base
+    if not isinstance(raw, Mapping):
         return base
     return RetryPolicy(
         attempts=int(raw.get("attempts", base.attempts)),
@@ -237,7 +239,9 @@ def _compile_step(
     default_timeout = defaults.get("timeout")
     rollback = raw.get("rollback", "auto")
     body: ActionCall | None = None
-    if type(rollback) is not str and isinstance(rollback, Mapping):  # a mode is a str: no ABC check
+    if type(rollback) is str:  # a mode (a dict lookup, no enum call a step)
+        mode = _ROLLBACK_MODES.get(rollback) or RollbackMode(rollback)
+    else:  # a body: validation allows nothing else
         mode = RollbackMode.BODY
         body = ActionCall(
             uses=str(rollback["uses"]),
@@ -247,8 +251,6 @@ def _compile_step(
             retries=_retry_policy(rollback.get("retries"), RetryPolicy()) if "retries" in rollback else None,
         )
         _precompile(body.inputs)
-    else:
-        mode = _ROLLBACK_MODES.get(rollback) or RollbackMode(rollback)  # a dict: no enum call a step
     timeout = raw.get("timeout", default_timeout)
     inputs = dict(raw.get("with", {}))
     step = Step(
