@@ -190,11 +190,16 @@ def _step_out(step: Step) -> list[Any]:
     return [out(getattr(step, name)) for name, (out, _) in _STEP_FIELDS.items()]
 
 
-_STEP_DECODERS = tuple((name, back) for name, (_, back) in _STEP_FIELDS.items())
+_STEP_NAMES = tuple(_STEP_FIELDS)
+_STEP_DECODERS = tuple((i, back) for i, (_, back) in enumerate(_STEP_FIELDS.values()) if back is not _same)
+"""Only the fields that change on the way back: half of them are JSON as they are."""
 
 
 def _step_in(v: list[Any]) -> Step:
-    return Step(**{name: back(value) for (name, back), value in zip(_STEP_DECODERS, v, strict=True)})
+    values = list(v)
+    for i, back in _STEP_DECODERS:
+        values[i] = back(values[i])
+    return Step(**dict(zip(_STEP_NAMES, values, strict=True)))  # another layout: ValueError
 
 
 def workflow_to_data(wf: Workflow) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from wpk.engine.cache import (
+    FORMAT,
     CacheEntry,
     DiskCache,
     MemoryCache,
@@ -190,3 +191,27 @@ def test_memory_cache_is_bounded_and_keeps_objects() -> None:
     assert cache.get("b") is None
     hit = cache.get("a")
     assert hit is not None and hit.workflow is workflow
+
+
+@pytest.mark.parametrize("change", ["one field fewer", "one field more"])
+def test_an_entry_whose_steps_have_another_layout_is_not_used(tmp_path: Path, change: str) -> None:
+    import hashlib
+    import json
+
+    package = tmp_path / "wpk.yaml"
+    package.write_text(WARNS)
+    cache = DiskCache.open(tmp_path / "cache")
+    assert cache is not None
+    _, built = load_package(package, cache=cache)
+    (entry,) = entries(cache.directory)
+    data = json.loads(entry.read_bytes().partition(b"\n")[2])
+    for step in data["workflow"]["steps"]:
+        if change == "one field fewer":
+            step.pop()
+        else:
+            step.append(None)
+    payload = json.dumps(data, separators=(",", ":")).encode()
+    header = json.dumps({"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    entry.write_bytes(header + b"\n" + payload)  # a correct digest: only the layout is wrong
+    result, rebuilt = load_package(package, cache=cache)
+    assert not result.cached and rebuilt == built
